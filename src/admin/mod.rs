@@ -1,0 +1,97 @@
+//! The admin HTTP server inside `ferry worker`: health, readiness and
+//! Prometheus metrics (operator endpoints and the web page live beside).
+
+use crate::worker::lease::LeaseHandle;
+use crate::worker::Ctx;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide metrics recorder once.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
+}
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The worker's context.
+    pub ctx: Arc<Ctx>,
+    /// The worker's lease handle.
+    pub lease: LeaseHandle,
+}
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// Starts the admin server unless `admin_bind` is `off`.
+pub async fn spawn(
+    ctx: Arc<Ctx>,
+    lease: LeaseHandle,
+    shutdown: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    metrics_handle();
+    let bind = ctx.settings.admin_bind.clone();
+    if bind == "off" {
+        return None;
+    }
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(bind, error = %e, "cannot start the admin server");
+            return None;
+        }
+    };
+    tracing::info!(bind = %listener.local_addr().map(|a| a.to_string()).unwrap_or(bind), "admin server listening");
+    let app = router(AppState { ctx, lease });
+    Some(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    }))
+}
+
+async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
+    let ctx = &st.ctx;
+    let mut problems = Vec::new();
+    if let Err(e) = ctx.index.ping().await {
+        problems.push(format!("index: {e}"));
+    }
+    if !ctx.broker_up.load(Ordering::Relaxed) {
+        problems.push("broker: not connected".to_string());
+    }
+    if let Err(e) = ctx.stores.originals.ping().await {
+        problems.push(format!("s3: {e}"));
+    }
+    if let Err(e) = ctx.stores.edits.ping().await {
+        problems.push(format!("dynamodb: {e}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
+    }
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    metrics_handle().map(|h| h.render()).unwrap_or_default()
+}

@@ -1,0 +1,256 @@
+//! One typed `Settings` struct, read from flags and `FERRY_*` variables.
+//!
+//! Every setting has a flag and an environment variable; secrets are wrapped
+//! in [`Secret`] so that no log line, error or `status` output can print them.
+
+use crate::retry::RetryPolicy;
+use crate::types::{IndexName, Secret};
+use clap::Args;
+use std::time::Duration;
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Everything ferry needs to reach its services and shape its work.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Index server base URL (OpenSearch or Elasticsearch).
+    #[arg(
+        long,
+        env = "FERRY_INDEX_URL",
+        default_value = "http://127.0.0.1:9200",
+        global = true
+    )]
+    pub index_url: String,
+    /// Index server user name (basic auth), if any.
+    #[arg(long, env = "FERRY_INDEX_USERNAME", global = true)]
+    pub index_username: Option<String>,
+    /// Index server password (basic auth), if any.
+    #[arg(
+        long,
+        env = "FERRY_INDEX_PASSWORD",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true,
+        global = true
+    )]
+    pub index_password: Secret,
+    /// Timeout of one index request.
+    #[arg(long, env = "FERRY_INDEX_TIMEOUT", value_parser = duration, default_value = "30s", global = true)]
+    pub index_timeout: Duration,
+
+    /// RabbitMQ URL (amqp:// or amqps://); its password is never printed.
+    #[arg(
+        long,
+        env = "FERRY_AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
+    pub amqp_url: Secret,
+    /// Prefix of every exchange and queue name (isolates environments and tests).
+    #[arg(
+        long,
+        env = "FERRY_QUEUE_PREFIX",
+        default_value = "ferry",
+        global = true
+    )]
+    pub queue_prefix: String,
+    /// Topology file (RabbitMQ definitions format).
+    #[arg(
+        long,
+        env = "FERRY_TOPOLOGY",
+        default_value = "queues/topology.json",
+        global = true
+    )]
+    pub topology: String,
+
+    /// AWS endpoint override for S3 and DynamoDB (LocalStack, moto); unset for real AWS.
+    #[arg(long, env = "FERRY_AWS_ENDPOINT", global = true)]
+    pub aws_endpoint: Option<String>,
+    /// AWS region.
+    #[arg(
+        long,
+        env = "FERRY_AWS_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub aws_region: String,
+    /// S3 bucket holding one original JSON object per document id.
+    #[arg(
+        long,
+        env = "FERRY_S3_BUCKET",
+        default_value = "ferry-originals",
+        global = true
+    )]
+    pub s3_bucket: String,
+    /// Key prefix of the originals in the bucket.
+    #[arg(
+        long,
+        env = "FERRY_S3_PREFIX",
+        default_value = "originals/",
+        global = true
+    )]
+    pub s3_prefix: String,
+    /// DynamoDB table holding one edits item per document id.
+    #[arg(
+        long,
+        env = "FERRY_DYNAMO_TABLE",
+        default_value = "ferry-edits",
+        global = true
+    )]
+    pub dynamo_table: String,
+    /// DynamoDB table holding the scan lease and completion records.
+    #[arg(
+        long,
+        env = "FERRY_LEASE_TABLE",
+        default_value = "ferry-leases",
+        global = true
+    )]
+    pub lease_table: String,
+
+    /// Alias of the index readers use (the migration source).
+    #[arg(
+        long,
+        env = "FERRY_CURRENT_ALIAS",
+        default_value = "Images_Current",
+        global = true
+    )]
+    pub current_alias: IndexName,
+    /// Alias of the migration target; present while a migration runs.
+    #[arg(
+        long,
+        env = "FERRY_MIGRATION_ALIAS",
+        default_value = "Images_Migration",
+        global = true
+    )]
+    pub migration_alias: IndexName,
+    /// Alias of the index that was Current before the last completion.
+    #[arg(
+        long,
+        env = "FERRY_HISTORICAL_ALIAS",
+        default_value = "Images_Historical",
+        global = true
+    )]
+    pub historical_alias: IndexName,
+    /// Alias that pauses the scanner when it is on the migration index.
+    #[arg(
+        long,
+        env = "FERRY_PAUSED_ALIAS",
+        default_value = "MIGRATION_PAUSED",
+        global = true
+    )]
+    pub paused_alias: IndexName,
+    /// Alias that lets readers preview the migration index.
+    #[arg(
+        long,
+        env = "FERRY_PREVIEW_ALIAS",
+        default_value = "MIGRATION_COMPLETION_PREVIEW",
+        global = true
+    )]
+    pub preview_alias: IndexName,
+    /// Prefix of the index names `start` creates (`<prefix>_<UTC timestamp>`).
+    #[arg(
+        long,
+        env = "FERRY_INDEX_PREFIX",
+        default_value = "images",
+        global = true
+    )]
+    pub index_prefix: String,
+    /// Mapping and settings file used by `start` and `seed`.
+    #[arg(
+        long,
+        env = "FERRY_MAPPING",
+        default_value = "infra/mapping.json",
+        global = true
+    )]
+    pub mapping: String,
+
+    /// After a completion, how long edits keep reaching the Historical index
+    /// and `rollback` is allowed (0 turns both off).
+    #[arg(long, env = "FERRY_ROLLBACK_WINDOW", value_parser = duration, default_value = "24h", global = true)]
+    pub rollback_window: Duration,
+    /// Messages processed at once by one worker.
+    #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 16, global = true)]
+    pub concurrency: usize,
+    /// Migration messages per batch (one bulk write).
+    #[arg(long, env = "FERRY_BATCH_SIZE", default_value_t = 100, global = true)]
+    pub batch_size: usize,
+    /// Longest a migration batch waits to fill before it is processed.
+    #[arg(long, env = "FERRY_BATCH_WAIT", value_parser = duration, default_value = "50ms", global = true)]
+    pub batch_wait: Duration,
+    /// Documents per scan page (one projection batch).
+    #[arg(long, env = "FERRY_SCAN_PAGE", default_value_t = 500, global = true)]
+    pub scan_page: usize,
+    /// S3 reads in flight during batched projection.
+    #[arg(
+        long,
+        env = "FERRY_STORE_CONCURRENCY",
+        default_value_t = 32,
+        global = true
+    )]
+    pub store_concurrency: usize,
+    /// The scanner stops publishing while the migration queue holds more.
+    #[arg(long, env = "FERRY_MAX_QUEUED", default_value_t = 2000, global = true)]
+    pub max_queued: u32,
+    /// Pause between two scan passes that found nothing new.
+    #[arg(long, env = "FERRY_SCAN_INTERVAL", value_parser = duration, default_value = "5s", global = true)]
+    pub scan_interval: Duration,
+    /// Lifetime of the scan lease; renewed at a third of it.
+    #[arg(long, env = "FERRY_LEASE_TTL", value_parser = duration, default_value = "15s", global = true)]
+    pub lease_ttl: Duration,
+    /// Total time a transient failure is retried before it counts as failed.
+    #[arg(long, env = "FERRY_RETRY_BUDGET", value_parser = duration, default_value = "30s", global = true)]
+    pub retry_budget: Duration,
+    /// Largest message accepted; larger ones are dead-lettered.
+    #[arg(
+        long,
+        env = "FERRY_MAX_MESSAGE_BYTES",
+        default_value_t = 1_048_576,
+        global = true
+    )]
+    pub max_message_bytes: usize,
+    /// How long alias state is cached by a worker.
+    #[arg(long, env = "FERRY_STATE_TTL", value_parser = duration, default_value = "1s", global = true)]
+    pub state_ttl: Duration,
+    /// Time a worker takes to finish in-flight work after SIGTERM.
+    #[arg(long, env = "FERRY_SHUTDOWN_DEADLINE", value_parser = duration, default_value = "30s", global = true)]
+    pub shutdown_deadline: Duration,
+
+    /// Address of the admin HTTP server (loopback unless told otherwise).
+    #[arg(
+        long,
+        env = "FERRY_ADMIN_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub admin_bind: String,
+    /// Bearer token required by state-changing admin endpoints.
+    #[arg(
+        long,
+        env = "FERRY_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true,
+        global = true
+    )]
+    pub admin_token: Secret,
+}
+
+impl Settings {
+    /// Settings from the environment alone (tests and library users).
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            s: Settings,
+        }
+        <Only as clap::Parser>::try_parse_from(["ferry"]).map(|o| o.s)
+    }
+
+    /// The retry policy for transient service failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::with_budget(self.retry_budget)
+    }
+}

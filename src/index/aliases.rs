@@ -1,0 +1,285 @@
+//! Migration state lives in aliases: reading it, checking its invariants,
+//! and changing it with one atomic `_aliases` request.
+
+use super::client::{Body, IndexClient, IndexError};
+use crate::config::Settings;
+use crate::types::IndexName;
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The configured alias names.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aliases {
+    /// What readers use; the migration source.
+    pub current: IndexName,
+    /// The migration target, while a migration runs.
+    pub migration: IndexName,
+    /// The index that was Current before the last completion.
+    pub historical: IndexName,
+    /// On the migration index: the scanner queues nothing.
+    pub paused: IndexName,
+    /// On the migration index: readers may preview it.
+    pub preview: IndexName,
+}
+
+impl Aliases {
+    /// The names from the settings.
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            current: s.current_alias.clone(),
+            migration: s.migration_alias.clone(),
+            historical: s.historical_alias.clone(),
+            paused: s.paused_alias.clone(),
+            preview: s.preview_alias.clone(),
+        }
+    }
+}
+
+/// Which concrete indices carry each alias, as read from the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AliasState {
+    /// Indices with the Current alias (exactly one when healthy).
+    pub current: Vec<String>,
+    /// Indices with the Migration alias (at most one).
+    pub migration: Vec<String>,
+    /// Indices with the Historical alias (at most one).
+    pub historical: Vec<String>,
+    /// Indices with the pause alias.
+    pub paused: Vec<String>,
+    /// Indices with the preview alias.
+    pub preview: Vec<String>,
+}
+
+/// The migration phase an operator sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No migration.
+    Idle,
+    /// A migration runs.
+    InProgress,
+    /// A migration exists but the scanner queues nothing.
+    Paused,
+    /// The aliases break an invariant; nothing is changed automatically.
+    Broken,
+}
+
+impl AliasState {
+    /// The one index behind the Current alias, if the state is healthy.
+    pub fn current_index(&self) -> Option<IndexName> {
+        one(&self.current)
+    }
+
+    /// The migration target, if a migration is in progress.
+    pub fn migration_index(&self) -> Option<IndexName> {
+        one(&self.migration)
+    }
+
+    /// The index behind the Historical alias.
+    pub fn historical_index(&self) -> Option<IndexName> {
+        one(&self.historical)
+    }
+
+    /// True when the pause alias is on the migration index.
+    pub fn is_paused(&self) -> bool {
+        matches!(&self.migration[..], [m] if self.paused.contains(m))
+    }
+
+    /// True when the preview alias is on the migration index.
+    pub fn is_preview(&self) -> bool {
+        matches!(&self.migration[..], [m] if self.preview.contains(m))
+    }
+
+    /// Every broken invariant, spelled out for an operator.
+    pub fn violations(&self, names: &Aliases) -> Vec<String> {
+        let mut v = Vec::new();
+        match self.current.len() {
+            1 => {}
+            0 => v.push(format!(
+                "no index carries the {} alias; exactly one must",
+                names.current
+            )),
+            _ => v.push(format!(
+                "{} indices carry the {} alias ({}); exactly one must",
+                self.current.len(),
+                names.current,
+                self.current.join(", ")
+            )),
+        }
+        for (list, alias) in [
+            (&self.migration, &names.migration),
+            (&self.historical, &names.historical),
+        ] {
+            if list.len() > 1 {
+                v.push(format!(
+                    "{} indices carry the {alias} alias ({}); at most one may",
+                    list.len(),
+                    list.join(", ")
+                ));
+            }
+        }
+        for i in &self.current {
+            if self.migration.contains(i) {
+                v.push(format!(
+                    "index {i} carries both {} and {}",
+                    names.current, names.migration
+                ));
+            }
+            if self.historical.contains(i) {
+                v.push(format!(
+                    "index {i} carries both {} and {}",
+                    names.current, names.historical
+                ));
+            }
+        }
+        for (list, alias) in [
+            (&self.paused, &names.paused),
+            (&self.preview, &names.preview),
+        ] {
+            for i in list {
+                if !self.migration.contains(i) {
+                    v.push(format!(
+                        "{alias} is on {i}, which is not the migration index"
+                    ));
+                }
+            }
+        }
+        v
+    }
+
+    /// The phase, `Broken` when any invariant fails.
+    pub fn phase(&self, names: &Aliases) -> Phase {
+        if !self.violations(names).is_empty() {
+            Phase::Broken
+        } else if self.migration.is_empty() {
+            Phase::Idle
+        } else if self.is_paused() {
+            Phase::Paused
+        } else {
+            Phase::InProgress
+        }
+    }
+}
+
+fn one(list: &[String]) -> Option<IndexName> {
+    match list {
+        [only] => IndexName::parse(only.clone()).ok(),
+        _ => None,
+    }
+}
+
+/// One change in an `_aliases` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasAction {
+    /// Put `alias` on `index`.
+    Add { index: String, alias: IndexName },
+    /// Take `alias` off `index`.
+    Remove { index: String, alias: IndexName },
+}
+
+impl AliasAction {
+    fn to_json(&self) -> Value {
+        match self {
+            AliasAction::Add { index, alias } => {
+                json!({ "add": { "index": index, "alias": alias } })
+            }
+            AliasAction::Remove { index, alias } => {
+                json!({ "remove": { "index": index, "alias": alias } })
+            }
+        }
+    }
+}
+
+impl IndexClient {
+    /// Reads which indices carry the configured aliases.
+    pub async fn alias_state(&self, names: &Aliases) -> Result<AliasState, IndexError> {
+        let all = self.call(Method::GET, "/_alias", None).await?;
+        let map = all.as_object().ok_or_else(|| IndexError::Decode {
+            op: "GET _alias".into(),
+            detail: "not an object".into(),
+        })?;
+        let mut by_alias: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (index, entry) in map {
+            if let Some(aliases) = entry.get("aliases").and_then(Value::as_object) {
+                for alias in aliases.keys() {
+                    by_alias
+                        .entry(alias.as_str())
+                        .or_default()
+                        .push(index.clone());
+                }
+            }
+        }
+        let mut take = |a: &IndexName| {
+            let mut v = by_alias.remove(a.as_str()).unwrap_or_default();
+            v.sort();
+            v
+        };
+        Ok(AliasState {
+            current: take(&names.current),
+            migration: take(&names.migration),
+            historical: take(&names.historical),
+            paused: take(&names.paused),
+            preview: take(&names.preview),
+        })
+    }
+
+    /// Applies all actions in one atomic `_aliases` request.
+    pub async fn update_aliases(&self, actions: &[AliasAction]) -> Result<(), IndexError> {
+        let body =
+            json!({ "actions": actions.iter().map(AliasAction::to_json).collect::<Vec<_>>() });
+        self.call(Method::POST, "/_aliases", Some(Body::Json(body)))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Aliases {
+        let n = |s: &str| IndexName::parse(s).unwrap();
+        Aliases {
+            current: n("Images_Current"),
+            migration: n("Images_Migration"),
+            historical: n("Images_Historical"),
+            paused: n("MIGRATION_PAUSED"),
+            preview: n("MIGRATION_COMPLETION_PREVIEW"),
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn phases_follow_the_aliases() {
+        let mut st = AliasState {
+            current: s(&["a"]),
+            ..Default::default()
+        };
+        assert_eq!(st.phase(&names()), Phase::Idle);
+        st.migration = s(&["b"]);
+        assert_eq!(st.phase(&names()), Phase::InProgress);
+        st.paused = s(&["b"]);
+        assert_eq!(st.phase(&names()), Phase::Paused);
+    }
+
+    #[test]
+    fn every_invariant_violation_is_named() {
+        let st = AliasState {
+            current: s(&["a"]),
+            migration: s(&["a"]),
+            historical: s(&["a", "c"]),
+            paused: s(&["z"]),
+            ..Default::default()
+        };
+        let v = st.violations(&names());
+        assert_eq!(v.len(), 4, "{v:?}");
+        assert_eq!(st.phase(&names()), Phase::Broken);
+        let none = AliasState::default().violations(&names());
+        assert!(none[0].contains("no index carries the Images_Current alias"));
+    }
+}

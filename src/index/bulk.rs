@@ -1,0 +1,150 @@
+//! Bulk writes with per-item results: a 200 for the whole request says
+//! nothing about each item, so every item's status is read and returned.
+
+use super::client::{Body, IndexClient, IndexError, Target};
+use super::docs::{write_outcome, Write};
+use crate::types::{DocId, Version};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// One bulk action.
+#[derive(Debug, Clone)]
+pub enum BulkOp {
+    /// Index with an external version.
+    PutExternal {
+        to: Target,
+        id: DocId,
+        version: Version,
+        doc: Value,
+    },
+    /// Delete with an external version (tombstone).
+    DeleteExternal {
+        to: Target,
+        id: DocId,
+        version: Version,
+    },
+    /// Partial update of an existing document, optionally compare-and-set.
+    Update {
+        to: Target,
+        id: DocId,
+        partial: Value,
+        seen: Option<(u64, u64)>,
+    },
+}
+
+impl BulkOp {
+    /// The document this action touches.
+    pub fn id(&self) -> &DocId {
+        match self {
+            BulkOp::PutExternal { id, .. }
+            | BulkOp::DeleteExternal { id, .. }
+            | BulkOp::Update { id, .. } => id,
+        }
+    }
+
+    fn write_lines(&self, out: &mut String) {
+        let (action, to, id) = match self {
+            BulkOp::PutExternal { to, id, .. } => ("index", to, id),
+            BulkOp::DeleteExternal { to, id, .. } => ("delete", to, id),
+            BulkOp::Update { to, id, .. } => ("update", to, id),
+        };
+        let mut meta = json!({ "_index": to.name(), "_id": id });
+        if to.require_alias() && action != "delete" {
+            meta["require_alias"] = json!(true);
+        }
+        match self {
+            BulkOp::PutExternal { version, .. } | BulkOp::DeleteExternal { version, .. } => {
+                meta["version"] = json!(version.get());
+                meta["version_type"] = json!("external");
+            }
+            BulkOp::Update {
+                seen: Some((seq, term)),
+                ..
+            } => {
+                meta["if_seq_no"] = json!(seq);
+                meta["if_primary_term"] = json!(term);
+            }
+            BulkOp::Update { seen: None, .. } => {}
+        }
+        out.push_str(&json!({ action: meta }).to_string());
+        out.push('\n');
+        match self {
+            BulkOp::PutExternal { doc, .. } => out.push_str(&doc.to_string()),
+            BulkOp::Update { partial, .. } => out.push_str(&json!({ "doc": partial }).to_string()),
+            BulkOp::DeleteExternal { .. } => return,
+        }
+        out.push('\n');
+    }
+
+    fn on_conflict(&self) -> Write {
+        match self {
+            BulkOp::Update { .. } => Write::Conflict,
+            _ => Write::Stale,
+        }
+    }
+}
+
+/// The result of one bulk item, in request order.
+#[derive(Debug)]
+pub struct BulkItem {
+    /// The document.
+    pub id: DocId,
+    /// Its outcome, or the error the server gave for this item alone.
+    pub result: Result<Write, IndexError>,
+}
+
+impl IndexClient {
+    /// Sends actions in one `_bulk` request and returns one result per
+    /// action, in order. The request itself failing is an error; items
+    /// failing are reported per item.
+    pub async fn bulk(&self, ops: &[BulkOp]) -> Result<Vec<BulkItem>, IndexError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut body = String::with_capacity(ops.len() * 512);
+        for op in ops {
+            op.write_lines(&mut body);
+        }
+        let reply = self
+            .call(Method::POST, "/_bulk", Some(Body::NdJson(body)))
+            .await?;
+        let items = reply
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| IndexError::Decode {
+                op: "POST _bulk".into(),
+                detail: "no items array".into(),
+            })?;
+        if items.len() != ops.len() {
+            return Err(IndexError::Decode {
+                op: "POST _bulk".into(),
+                detail: format!("{} items for {} actions", items.len(), ops.len()),
+            });
+        }
+        Ok(ops
+            .iter()
+            .zip(items)
+            .map(|(op, item)| {
+                let inner = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let status = inner
+                    .get("status")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let result = if inner.get("error").is_some() || !status.is_success() {
+                    write_outcome("bulk item", status, &inner, op.on_conflict())
+                } else {
+                    Ok(Write::Done)
+                };
+                BulkItem {
+                    id: op.id().clone(),
+                    result,
+                }
+            })
+            .collect())
+    }
+}

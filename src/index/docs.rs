@@ -1,0 +1,272 @@
+//! Single-document reads and writes: get/mget with `_seq_no`/`_primary_term`,
+//! external-version writes, compare-and-set writes, partial updates.
+
+use super::client::{doc_path, segment, status_error, Body, IndexClient, IndexError, Target};
+use crate::types::{DocId, IndexName, Version};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// A document as stored, with the token that detects concurrent changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDoc {
+    /// Concrete index the document was read from.
+    pub index: String,
+    /// Its id.
+    pub id: DocId,
+    /// Sequence number of its last change.
+    pub seq_no: u64,
+    /// Primary term of its last change.
+    pub primary_term: u64,
+    /// The document body.
+    pub source: Value,
+}
+
+impl StoredDoc {
+    /// The primary-store version the document carries (0 for legacy
+    /// documents without one).
+    pub fn version(&self) -> u64 {
+        self.source
+            .get("version")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    fn from_hit(hit: &Value) -> Option<Self> {
+        if hit.get("found").and_then(Value::as_bool) == Some(false) {
+            return None;
+        }
+        Some(Self {
+            index: hit.get("_index")?.as_str()?.to_string(),
+            id: DocId::parse(hit.get("_id")?.as_str()?).ok()?,
+            seq_no: hit.get("_seq_no")?.as_u64()?,
+            primary_term: hit.get("_primary_term")?.as_u64()?,
+            source: hit.get("_source").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// What happened to a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Written (or, for deletes, the tombstone recorded).
+    Done,
+    /// Refused because the stored version is as new or newer (409 on an
+    /// external-version write): the index is already ahead, which is success.
+    Stale,
+    /// Refused because the document changed since it was read (409 on
+    /// `if_seq_no`): read again and retry.
+    Conflict,
+    /// A partial update found no document: it was deleted meanwhile.
+    Missing,
+    /// The alias does not exist (no migration, no historical index): skipped.
+    NoAlias,
+}
+
+impl IndexClient {
+    /// Reads one document with its `_seq_no`/`_primary_term`; `None` if absent.
+    pub async fn get(
+        &self,
+        index: &IndexName,
+        id: &DocId,
+    ) -> Result<Option<StoredDoc>, IndexError> {
+        let path = doc_path(index, "_doc", id);
+        let reply = self.send(Method::GET, &path, None).await?;
+        match reply.status.as_u16() {
+            200 => StoredDoc::from_hit(&reply.body)
+                .map(Some)
+                .ok_or_else(|| IndexError::Decode {
+                    op: "GET document".into(),
+                    detail: "hit without _seq_no/_primary_term".into(),
+                }),
+            404 if reply.body.get("found").and_then(Value::as_bool) == Some(false) => Ok(None),
+            _ => Err(status_error("GET document", reply.status, &reply.body)),
+        }
+    }
+
+    /// Reads many documents in one request; absent ones are left out.
+    pub async fn mget(
+        &self,
+        index: &IndexName,
+        ids: &[DocId],
+    ) -> Result<Vec<StoredDoc>, IndexError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("/{}/_mget", segment(index.as_str()));
+        let body = json!({ "ids": ids });
+        let reply = self
+            .call(Method::POST, &path, Some(Body::Json(body)))
+            .await?;
+        let docs =
+            reply
+                .get("docs")
+                .and_then(Value::as_array)
+                .ok_or_else(|| IndexError::Decode {
+                    op: "POST _mget".into(),
+                    detail: "no docs array".into(),
+                })?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            if let Some(err) = d.get("error") {
+                return Err(status_error(
+                    "POST _mget item",
+                    reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({ "error": err }),
+                ));
+            }
+            if let Some(doc) = StoredDoc::from_hit(d) {
+                out.push(doc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a document with `version_type=external`; 409 means the index
+    /// already holds this version or a newer one ([`Write::Stale`]).
+    pub async fn put_external(
+        &self,
+        to: &Target,
+        id: &DocId,
+        version: Version,
+        doc: &Value,
+    ) -> Result<Write, IndexError> {
+        let path = format!(
+            "{}?version={}&version_type=external{}",
+            doc_path(to.name(), "_doc", id),
+            version.get(),
+            alias_flag(to)
+        );
+        let reply = self
+            .send(Method::PUT, &path, Some(Body::Json(doc.clone())))
+            .await?;
+        write_outcome("PUT external", reply.status, &reply.body, Write::Stale)
+    }
+
+    /// Writes a document only if it is unchanged since it was read
+    /// (`if_seq_no`/`if_primary_term`), or only if absent (`seen = None`).
+    pub async fn put_cas(
+        &self,
+        to: &Target,
+        id: &DocId,
+        seen: Option<(u64, u64)>,
+        doc: &Value,
+    ) -> Result<Write, IndexError> {
+        let path = match seen {
+            Some((seq, term)) => format!(
+                "{}?if_seq_no={seq}&if_primary_term={term}{}",
+                doc_path(to.name(), "_doc", id),
+                alias_flag(to)
+            ),
+            None => format!(
+                "{}?op_type=create{}",
+                doc_path(to.name(), "_doc", id),
+                alias_flag(to)
+            ),
+        };
+        let reply = self
+            .send(Method::PUT, &path, Some(Body::Json(doc.clone())))
+            .await?;
+        write_outcome("PUT if_seq_no", reply.status, &reply.body, Write::Conflict)
+    }
+
+    /// Deletes with an external version, leaving a tombstone that refuses
+    /// older writes; a missing document still records the tombstone.
+    pub async fn delete_external(
+        &self,
+        to: &Target,
+        id: &DocId,
+        version: Version,
+    ) -> Result<Write, IndexError> {
+        let path = format!(
+            "{}?version={}&version_type=external",
+            doc_path(to.name(), "_doc", id),
+            version.get()
+        );
+        let reply = self.send(Method::DELETE, &path, None).await?;
+        write_outcome("DELETE external", reply.status, &reply.body, Write::Stale)
+    }
+
+    /// Deletes only if unchanged since it was read.
+    pub async fn delete_cas(
+        &self,
+        to: &Target,
+        id: &DocId,
+        seq_no: u64,
+        primary_term: u64,
+    ) -> Result<Write, IndexError> {
+        let path = format!(
+            "{}?if_seq_no={seq_no}&if_primary_term={primary_term}",
+            doc_path(to.name(), "_doc", id)
+        );
+        let reply = self.send(Method::DELETE, &path, None).await?;
+        write_outcome(
+            "DELETE if_seq_no",
+            reply.status,
+            &reply.body,
+            Write::Conflict,
+        )
+    }
+
+    /// Merges `partial` into an existing document, never creating one;
+    /// with `seen`, only if the document is unchanged since it was read.
+    pub async fn update_partial(
+        &self,
+        to: &Target,
+        id: &DocId,
+        partial: &Value,
+        seen: Option<(u64, u64)>,
+    ) -> Result<Write, IndexError> {
+        let mut path = format!(
+            "{}?retry_on_conflict=0{}",
+            doc_path(to.name(), "_update", id),
+            alias_flag(to)
+        );
+        if let Some((seq, term)) = seen {
+            path = format!(
+                "{}?if_seq_no={seq}&if_primary_term={term}{}",
+                doc_path(to.name(), "_update", id),
+                alias_flag(to)
+            );
+        }
+        let reply = self
+            .send(
+                Method::POST,
+                &path,
+                Some(Body::Json(json!({ "doc": partial }))),
+            )
+            .await?;
+        write_outcome("POST _update", reply.status, &reply.body, Write::Conflict)
+    }
+}
+
+fn alias_flag(to: &Target) -> &'static str {
+    if to.require_alias() {
+        "&require_alias=true"
+    } else {
+        ""
+    }
+}
+
+/// Maps a write reply to its outcome; `on_409` says what a conflict means.
+pub(crate) fn write_outcome(
+    op: &str,
+    status: reqwest::StatusCode,
+    body: &Value,
+    on_409: Write,
+) -> Result<Write, IndexError> {
+    let (kind, _) = super::client::error_kind_reason(body);
+    match status.as_u16() {
+        200 | 201 => Ok(Write::Done),
+        409 => Ok(on_409),
+        404 if body.get("result").and_then(Value::as_str) == Some("not_found") => Ok(Write::Done),
+        404 if kind == "document_missing_exception" => Ok(Write::Missing),
+        404 if matches!(
+            kind.as_str(),
+            "index_not_found_exception" | "aliases_not_found_exception"
+        ) =>
+        {
+            Ok(Write::NoAlias)
+        }
+        _ => Err(status_error(op, status, body)),
+    }
+}

@@ -1,0 +1,14 @@
+//! The search index over HTTP: client, alias state, documents, bulk, scan,
+//! and the outcome records ferry keeps on the old index.
+
+pub mod aliases;
+pub mod bulk;
+pub mod client;
+pub mod docs;
+pub mod records;
+pub mod scan;
+
+pub use aliases::{AliasState, Aliases};
+pub use bulk::{BulkItem, BulkOp};
+pub use client::{IndexClient, IndexError, Target};
+pub use docs::{StoredDoc, Write};

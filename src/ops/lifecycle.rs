@@ -1,0 +1,407 @@
+//! Changing the migration state: start, pause, resume, preview, unpreview,
+//! complete, abandon, rollback. Each change is one atomic `_aliases` request.
+
+use super::OpsError;
+use crate::index::aliases::{AliasAction, AliasState};
+use crate::index::records;
+use crate::stores::control::{now_ms, Completion};
+use crate::types::IndexName;
+use crate::worker::Ctx;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// What a lifecycle command did, for the CLI and the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    /// One sentence: what happened.
+    pub done: String,
+    /// One sentence: what to do next.
+    pub next: String,
+    /// The index the command acted on.
+    pub index: String,
+}
+
+fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
+    Changed {
+        done,
+        next: next.to_string(),
+        index: index.to_string(),
+    }
+}
+
+/// Reads the state fresh and refuses if it breaks an invariant.
+pub async fn healthy_state(ctx: &Ctx) -> Result<AliasState, OpsError> {
+    ctx.state.invalidate().await;
+    let st = ctx.index.alias_state(&ctx.aliases).await?;
+    let v = st.violations(&ctx.aliases);
+    if !v.is_empty() {
+        return Err(OpsError::Refused(format!(
+            "the aliases break an invariant: {}. Fix them by hand (one _aliases request), then run `ferry status`",
+            v.join("; ")
+        )));
+    }
+    Ok(st)
+}
+
+fn need_migration(st: &AliasState, ctx: &Ctx) -> Result<IndexName, OpsError> {
+    st.migration_index().ok_or_else(|| {
+        OpsError::Refused(format!(
+            "no migration is in progress (no index carries {}); start one with `ferry start`",
+            ctx.aliases.migration
+        ))
+    })
+}
+
+fn need_current(st: &AliasState) -> Result<IndexName, OpsError> {
+    st.current_index()
+        .ok_or_else(|| OpsError::Refused("no Current index".into()))
+}
+
+/// The name `start` gives a new index: `<prefix>_<UTC timestamp>`.
+pub fn new_index_name(prefix: &str) -> Result<IndexName, OpsError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dt%H%M%S%3fz");
+    IndexName::parse(format!("{}_{stamp}", prefix.to_lowercase()))
+        .map_err(|e| OpsError::Invalid(e.to_string()))
+}
+
+/// Reads a mapping/settings file.
+pub fn read_mapping(path: &str) -> Result<Value, OpsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| OpsError::Invalid(format!("cannot read mapping file {path}: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| OpsError::Invalid(format!("mapping file {path} is not valid JSON: {e}")))
+}
+
+/// Creates a new index from the mapping and puts the Migration alias on it.
+pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
+    let st = healthy_state(ctx).await?;
+    if let Some(m) = st.migration_index() {
+        return Err(OpsError::Refused(format!(
+            "a migration into {m} is already in progress; complete it (`ferry complete`) or abandon it (`ferry abandon`) first"
+        )));
+    }
+    let current = need_current(&st)?;
+    let mapping = read_mapping(mapping_path)?;
+    let target = new_index_name(&ctx.settings.index_prefix)?;
+    // The old index must map the outcome fields so the scanner can query them.
+    let outcome_fields = json!({ "properties": { "esInfo": { "properties": { "migration": { "properties": {
+        "migratedTo": { "type": "keyword" },
+        "failures": { "properties": { target.as_str(): { "type": "keyword", "ignore_above": 1024 } } }
+    }}}}}});
+    ctx.index.put_mapping(&current, &outcome_fields).await?;
+    ctx.index.create_index(&target, &mapping).await?;
+    ctx.index
+        .update_aliases(&[AliasAction::Add {
+            index: target.to_string(),
+            alias: ctx.aliases.migration.clone(),
+        }])
+        .await?;
+    tracing::info!(target = %target, source = %current, "migration started");
+    Ok(changed(
+        format!("started a migration from {current} into {target}"),
+        "workers now queue and migrate every document; watch with `ferry status --watch`",
+        &target,
+    ))
+}
+
+async fn toggle(
+    ctx: &Ctx,
+    alias: &IndexName,
+    on: bool,
+    what: &str,
+    next: &str,
+) -> Result<Changed, OpsError> {
+    let st = healthy_state(ctx).await?;
+    let target = need_migration(&st, ctx)?;
+    let list = if alias == &ctx.aliases.paused {
+        &st.paused
+    } else {
+        &st.preview
+    };
+    let has = list.contains(&target.to_string());
+    if has == on {
+        return Err(OpsError::Refused(format!(
+            "the migration into {target} is already {}{what}",
+            if on { "" } else { "not " }
+        )));
+    }
+    let action = if on {
+        AliasAction::Add {
+            index: target.to_string(),
+            alias: alias.clone(),
+        }
+    } else {
+        AliasAction::Remove {
+            index: target.to_string(),
+            alias: alias.clone(),
+        }
+    };
+    ctx.index.update_aliases(&[action]).await?;
+    tracing::info!(target = %target, what, on, "migration state changed");
+    Ok(changed(
+        format!(
+            "the migration into {target} is now {}{what}",
+            if on { "" } else { "not " }
+        ),
+        next,
+        &target,
+    ))
+}
+
+/// Stops the scanner from queueing (manual `queue` still works).
+pub async fn pause(ctx: &Ctx) -> Result<Changed, OpsError> {
+    toggle(
+        ctx,
+        &ctx.aliases.paused.clone(),
+        true,
+        "paused",
+        "edits still reach both indices; `ferry resume` to continue",
+    )
+    .await
+}
+
+/// Lets the scanner queue again.
+pub async fn resume(ctx: &Ctx) -> Result<Changed, OpsError> {
+    toggle(
+        ctx,
+        &ctx.aliases.paused.clone(),
+        false,
+        "paused",
+        "the scanner queues documents again",
+    )
+    .await
+}
+
+/// Lets readers preview the migration index.
+pub async fn preview(ctx: &Ctx) -> Result<Changed, OpsError> {
+    toggle(
+        ctx,
+        &ctx.aliases.preview.clone(),
+        true,
+        "in preview",
+        "readers of the preview alias now see the new index",
+    )
+    .await
+}
+
+/// Ends the preview.
+pub async fn unpreview(ctx: &Ctx) -> Result<Changed, OpsError> {
+    toggle(
+        ctx,
+        &ctx.aliases.preview.clone(),
+        false,
+        "in preview",
+        "the preview alias is gone",
+    )
+    .await
+}
+
+/// Counts that decide whether completion is safe.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Documents in the Current index.
+    pub total: u64,
+    /// Migrated into the target.
+    pub migrated: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Neither yet.
+    pub to_go: u64,
+}
+
+/// Counts the outcomes of the migration from `current` into `target`.
+pub async fn progress(
+    ctx: &Ctx,
+    current: &IndexName,
+    target: &IndexName,
+) -> Result<Progress, OpsError> {
+    ctx.index.refresh(current).await?;
+    Ok(Progress {
+        total: ctx.index.count(current, json!({ "match_all": {} })).await?,
+        migrated: ctx.index.count(current, records::migrated(target)).await?,
+        failed: ctx.index.count(current, records::failed(target)).await?,
+        to_go: ctx
+            .index
+            .count(current, records::unmigrated(target))
+            .await?,
+    })
+}
+
+/// Switches Current to the migration index in one atomic request.
+pub async fn complete(ctx: &Ctx, force: bool, verify_sample: usize) -> Result<Changed, OpsError> {
+    let st = healthy_state(ctx).await?;
+    let target = need_migration(&st, ctx)?;
+    let current = need_current(&st)?;
+    let p = progress(ctx, &current, &target).await?;
+    if (p.to_go > 0 || p.failed > 0) && !force {
+        return Err(OpsError::Refused(format!(
+            "{} documents are not migrated yet and {} failed (of {}). Wait for the workers, retry failures (`ferry failures`, `ferry failures retry`), or complete anyway with `ferry complete --force`",
+            p.to_go, p.failed, p.total
+        )));
+    }
+    if verify_sample > 0 && !force {
+        let report =
+            super::verify::verify(ctx, super::verify::Scope::Sample(verify_sample)).await?;
+        if !report.differences.is_empty() {
+            return Err(OpsError::Refused(format!(
+                "a sampled verify found {} differences between {target} and the stores (see `ferry verify`); fix them or complete anyway with `ferry complete --force`",
+                report.differences.len()
+            )));
+        }
+    }
+    if force {
+        let who = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        tracing::warn!(who, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, from = %current, to = %target, "migration completed with --force");
+    }
+    // Recorded first: if the switch then fails, a record naming an index
+    // that is not Historical is ignored.
+    ctx.control
+        .record_completion(&Completion {
+            from: current.to_string(),
+            to: target.to_string(),
+            at_ms: now_ms(),
+        })
+        .await?;
+    let a = &ctx.aliases;
+    let mut actions = vec![
+        AliasAction::Remove {
+            index: current.to_string(),
+            alias: a.current.clone(),
+        },
+        AliasAction::Add {
+            index: target.to_string(),
+            alias: a.current.clone(),
+        },
+        AliasAction::Remove {
+            index: target.to_string(),
+            alias: a.migration.clone(),
+        },
+        AliasAction::Add {
+            index: current.to_string(),
+            alias: a.historical.clone(),
+        },
+    ];
+    for old in &st.historical {
+        actions.push(AliasAction::Remove {
+            index: old.clone(),
+            alias: a.historical.clone(),
+        });
+    }
+    for (list, alias) in [(&st.paused, &a.paused), (&st.preview, &a.preview)] {
+        for i in list {
+            actions.push(AliasAction::Remove {
+                index: i.clone(),
+                alias: alias.clone(),
+            });
+        }
+    }
+    ctx.index.update_aliases(&actions).await?;
+    tracing::info!(from = %current, to = %target, "migration completed");
+    let window = humantime::format_duration(ctx.settings.rollback_window);
+    Ok(changed(
+        format!("{target} is now Current; {current} is Historical"),
+        &format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it"),
+        &target,
+    ))
+}
+
+/// Drops the migration; optionally deletes the half-built index.
+pub async fn abandon(ctx: &Ctx, delete_index: bool) -> Result<Changed, OpsError> {
+    let st = healthy_state(ctx).await?;
+    let target = need_migration(&st, ctx)?;
+    let a = &ctx.aliases;
+    let mut actions = vec![AliasAction::Remove {
+        index: target.to_string(),
+        alias: a.migration.clone(),
+    }];
+    for (list, alias) in [(&st.paused, &a.paused), (&st.preview, &a.preview)] {
+        if list.contains(&target.to_string()) {
+            actions.push(AliasAction::Remove {
+                index: target.to_string(),
+                alias: alias.clone(),
+            });
+        }
+    }
+    ctx.index.update_aliases(&actions).await?;
+    if delete_index {
+        ctx.index.delete_index(&target).await?;
+    }
+    tracing::warn!(target = %target, delete_index, "migration abandoned");
+    Ok(changed(
+        format!(
+            "abandoned the migration into {target}{}",
+            if delete_index {
+                " and deleted the index"
+            } else {
+                ""
+            }
+        ),
+        "messages still queued for it are discarded as they arrive; `ferry start` begins a new one",
+        &target,
+    ))
+}
+
+/// Switches back to the Historical index within the rollback window. The
+/// rolled-back index becomes the (paused) migration target again, so edits
+/// keep reaching it and the operator can complete again or abandon.
+pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
+    let st = healthy_state(ctx).await?;
+    if let Some(m) = st.migration_index() {
+        return Err(OpsError::Refused(format!(
+            "a migration into {m} is in progress; abandon it first (`ferry abandon`)"
+        )));
+    }
+    let current = need_current(&st)?;
+    let Some(historical) = st.historical_index() else {
+        return Err(OpsError::Refused(
+            "there is no Historical index to roll back to".into(),
+        ));
+    };
+    let completion = ctx.control.completion().await?;
+    let window_ms = ctx.settings.rollback_window.as_millis() as u64;
+    let within = completion.as_ref().is_some_and(|c| {
+        c.from == historical.as_str()
+            && c.to == current.as_str()
+            && now_ms() < c.at_ms.saturating_add(window_ms)
+    });
+    if !within {
+        return Err(OpsError::Refused(format!(
+            "the rollback window ({}) after the completion that made {current} Current has closed, or no completion was recorded; edits since then did not reach {historical}. Start a new migration instead",
+            humantime::format_duration(ctx.settings.rollback_window)
+        )));
+    }
+    let a = &ctx.aliases;
+    ctx.index
+        .update_aliases(&[
+            AliasAction::Remove {
+                index: current.to_string(),
+                alias: a.current.clone(),
+            },
+            AliasAction::Add {
+                index: historical.to_string(),
+                alias: a.current.clone(),
+            },
+            AliasAction::Remove {
+                index: historical.to_string(),
+                alias: a.historical.clone(),
+            },
+            AliasAction::Add {
+                index: current.to_string(),
+                alias: a.migration.clone(),
+            },
+            AliasAction::Add {
+                index: current.to_string(),
+                alias: a.paused.clone(),
+            },
+        ])
+        .await?;
+    ctx.control.clear_completion().await?;
+    tracing::warn!(from = %current, to = %historical, "rolled back");
+    Ok(changed(
+        format!("{historical} is Current again; {current} is the paused migration target"),
+        "edits reach both; `ferry resume` + `ferry complete` to switch again, or `ferry abandon`",
+        &historical,
+    ))
+}

@@ -1,0 +1,268 @@
+//! Consuming with strict priority. High-priority deliveries (uploads, edits,
+//! deletes) are started as soon as they arrive, up to the concurrency limit,
+//! one at a time per document id. Migration deliveries are gathered into a
+//! small batch that starts only when no high-priority message is ready —
+//! neither delivered here nor waiting in the broker — and only one batch
+//! runs at a time, so an edit never waits behind more than one short batch.
+
+use super::context::Ctx;
+use super::edits::{apply, EditError};
+use super::locks::IdLocks;
+use super::migration::{self, Disposition};
+use crate::queue::{Broker, Message, QueueError};
+use crate::retry::retry;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Consumes until shutdown (Ok) or until the connection fails (Err); waits
+/// for in-flight work before returning either way.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), QueueError> {
+    let s = &ctx.settings;
+    let names = broker.names.clone();
+    let tag = format!("ferry-{}", std::process::id());
+    let high_prefetch = s.concurrency.clamp(1, u16::MAX as usize) as u16;
+    let low_prefetch = (s.batch_size * 2).clamp(1, u16::MAX as usize) as u16;
+    let edits = broker.consume(&names.edits, high_prefetch, &tag).await?;
+    let uploads = broker.consume(&names.uploads, high_prefetch, &tag).await?;
+    let mut low = broker.consume(&names.migration, low_prefetch, &tag).await?;
+    let (eq, uq) = (names.edits.clone(), names.uploads.clone());
+    let mut high = futures::stream::select(
+        edits.map(move |d| (eq.clone(), d)),
+        uploads.map(move |d| (uq.clone(), d)),
+    );
+
+    let permits = Arc::new(Semaphore::new(s.concurrency.max(1)));
+    let locks = IdLocks::default();
+    let mut tasks = JoinSet::new();
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut pending_since = Instant::now();
+    let mut batch: Option<tokio::task::JoinHandle<()>> = None;
+    let mut tick = tokio::time::interval(s.batch_wait.max(std::time::Duration::from_millis(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let result = loop {
+        let idle = batch.as_ref().is_none_or(|b| b.is_finished());
+        let ready = !pending.is_empty()
+            && (pending.len() >= s.batch_size || pending_since.elapsed() >= s.batch_wait);
+        if idle && ready {
+            match broker.high_depth().await {
+                Ok(0) => {
+                    let work = std::mem::take(&mut pending);
+                    batch = Some(tokio::spawn(run_batch(
+                        ctx.clone(),
+                        broker.clone(),
+                        names.migration.clone(),
+                        work,
+                    )));
+                }
+                Ok(_) => {} // High-priority work is waiting: serve it first.
+                Err(e) => break Err(e),
+            }
+        }
+        let idle = batch.as_ref().is_none_or(|b| b.is_finished());
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a message task panicked; its message will be redelivered");
+                }
+            }
+            next = high.next() => {
+                let Some((queue, delivery)) = next else { break Err(closed("high-priority consumer")) };
+                let delivery = match delivery {
+                    Ok(d) => d,
+                    Err(e) => break Err(QueueError::Amqp { op: "consume", detail: e.to_string() }),
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
+                let (ctx, broker, locks) = (ctx.clone(), broker.clone(), locks.clone());
+                tasks.spawn(async move {
+                    handle_doc(&ctx, &broker, &locks, &queue, delivery).await;
+                    drop(permit);
+                });
+            }
+            next = low.next(), if idle && pending.len() < s.batch_size => {
+                let Some(delivery) = next else { break Err(closed("migration consumer")) };
+                match delivery {
+                    Ok(d) => {
+                        if pending.is_empty() {
+                            pending_since = Instant::now();
+                        }
+                        pending.push(d);
+                    }
+                    Err(e) => break Err(QueueError::Amqp { op: "consume", detail: e.to_string() }),
+                }
+            }
+            _ = tick.tick() => {}
+        }
+    };
+
+    // Finish what was started; undelivered and unstarted messages go back
+    // to the queue when the channel closes.
+    let deadline = ctx.settings.shutdown_deadline;
+    let drain = async {
+        while tasks.join_next().await.is_some() {}
+        if let Some(b) = batch {
+            let _ = b.await;
+        }
+    };
+    if tokio::time::timeout(deadline, drain).await.is_err() {
+        tracing::warn!(
+            deadline_s = deadline.as_secs(),
+            "in-flight work did not finish before the shutdown deadline; it will be redelivered"
+        );
+    }
+    for d in pending {
+        let _ = d
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
+    }
+    result
+}
+
+fn closed(what: &str) -> QueueError {
+    QueueError::Amqp {
+        op: "consume",
+        detail: format!("{what} was closed by the broker"),
+    }
+}
+
+/// Handles one upload, edit or delete delivery, start to ack.
+async fn handle_doc(ctx: &Ctx, broker: &Broker, locks: &IdLocks, queue: &str, d: Delivery) {
+    let msg = match Message::parse(&d.data, ctx.settings.max_message_bytes) {
+        Ok(Message::Doc(m)) => m,
+        Ok(Message::Migrate(_)) => {
+            return reject(
+                broker,
+                queue,
+                d,
+                "invalid-message",
+                "a migrate message on a high-priority queue",
+            )
+            .await
+        }
+        Err(r) => return reject(broker, queue, d, r.code(), &r.to_string()).await,
+    };
+    let _guard = locks.lock(&msg.id).await;
+    let started = Instant::now();
+    match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {
+        Ok(applied) => {
+            tracing::debug!(id = %msg.id, kind = msg.kind.as_str(), ?applied, "applied");
+            metrics::histogram!("ferry_edit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("ferry_messages_total", "queue" => "high", "outcome" => "applied")
+                .increment(1);
+            ack(&d).await;
+        }
+        Err(EditError::Projection(p)) => {
+            reject(broker, queue, d, "projection-failed", &p.to_string()).await
+        }
+        Err(e) => reject(broker, queue, d, "write-failed", &e.to_string()).await,
+    }
+}
+
+/// Handles one migration batch, start to acks.
+async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries: Vec<Delivery>) {
+    let mut msgs = Vec::with_capacity(deliveries.len());
+    let mut kept = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        match Message::parse(&d.data, ctx.settings.max_message_bytes) {
+            Ok(Message::Migrate(m)) => {
+                msgs.push(*m);
+                kept.push(d);
+            }
+            Ok(Message::Doc(_)) => {
+                reject(
+                    &broker,
+                    &queue,
+                    d,
+                    "invalid-message",
+                    "an upload/edit/delete message on the migration queue",
+                )
+                .await
+            }
+            Err(r) => reject(&broker, &queue, d, r.code(), &r.to_string()).await,
+        }
+    }
+    if msgs.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let (dispositions, report) = migration::process(&ctx, &msgs).await;
+    metrics::histogram!("ferry_batch_seconds").record(started.elapsed().as_secs_f64());
+    for (outcome, n) in [
+        ("migrated", report.migrated),
+        ("failed", report.failed),
+        ("postponed", report.postponed),
+        ("dropped", report.dropped),
+        ("requeued", report.requeued),
+    ] {
+        metrics::counter!("ferry_messages_total", "queue" => "migration", "outcome" => outcome)
+            .increment(n as u64);
+    }
+    tracing::debug!(
+        ?report,
+        ms = started.elapsed().as_millis() as u64,
+        "migration batch"
+    );
+    for (d, disp) in kept.iter().zip(dispositions) {
+        match disp {
+            Disposition::Ack => ack(d).await,
+            Disposition::Requeue => {
+                let _ = d
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+async fn ack(d: &Delivery) {
+    if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+        // The channel is gone: the broker redelivers; writes are idempotent.
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+/// Dead-letters a delivery with its reason, then acks it; if the dead
+/// letter cannot be published, the delivery is requeued instead of lost.
+async fn reject(broker: &Broker, queue: &str, d: Delivery, reason: &str, error: &str) {
+    let message_id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    tracing::warn!(message_id, queue, reason, error, "dead-lettering a message");
+    metrics::counter!("ferry_messages_total", "queue" => queue.to_string(), "outcome" => "dead_lettered").increment(1);
+    match broker.dead_letter(&d, queue, reason, error).await {
+        Ok(()) => ack(&d).await,
+        Err(e) => {
+            tracing::error!(message_id, error = %e, "cannot dead-letter; requeueing instead");
+            let _ = d
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The edit path (high priority): project from the stores, then write the
+//! Migration index (external version), the Current index (compare-and-set,
+//! marking `migratedTo`), and the Historical index inside the rollback
+//! window — in that order, each through its alias so that an alias switch
+//! in the middle of a message still reaches every index it must.
+
+use super::context::Ctx;
+use crate::index::records;
+use crate::index::{IndexError, StoredDoc, Target, Write};
+use crate::queue::DocMessage;
+use crate::retry::Transient;
+use crate::stores::{Projection, ProjectionError, StoreError};
+use crate::types::{DocId, IndexName};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+/// Compare-and-set attempts before giving up on a hot document.
+const CAS_ATTEMPTS: u32 = 20;
+
+/// Why an edit could not be applied.
+#[derive(Debug, Error)]
+pub enum EditError {
+    /// The stores do not yield a document: permanent for this message.
+    #[error("cannot project the document: {0}")]
+    Projection(#[from] ProjectionError),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Other writers kept changing the document.
+    #[error("document kept changing during {CAS_ATTEMPTS} compare-and-set attempts")]
+    Contended,
+    /// The Current alias is missing: nothing can be written safely.
+    #[error("the Current alias does not exist; fix the aliases (see `ferry status`)")]
+    NoCurrent,
+}
+
+impl Transient for EditError {
+    fn is_transient(&self) -> bool {
+        match self {
+            EditError::Projection(_) => false,
+            EditError::Store(e) => e.is_transient(),
+            EditError::Index(e) => e.is_transient(),
+            EditError::Contended | EditError::NoCurrent => true,
+        }
+    }
+}
+
+/// What an applied edit did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Written into the Migration index (or already newer there).
+    pub migration: bool,
+    /// Written into the Current index (false: already as new).
+    pub current: bool,
+    /// Written into the Historical index.
+    pub historical: bool,
+}
+
+/// Applies one upload, edit or delete.
+pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
+    let projection = ctx.stores.project_one(&msg.id).await??;
+    let state = ctx
+        .state
+        .get(&ctx.index, &ctx.aliases, &ctx.control)
+        .await?;
+    let mut applied = Applied::default();
+
+    // 1. Migration first: once the alias switch happens, this is Current.
+    let mut marked: Option<IndexName> = None;
+    if let Some(target) = state.migration() {
+        let to = Target::Alias(ctx.aliases.migration.clone());
+        let w = match &projection {
+            Projection::Document(d) => {
+                ctx.index
+                    .put_external(&to, &msg.id, d.version, &d.to_json())
+                    .await?
+            }
+            Projection::Deleted { version, .. } => {
+                ctx.index.delete_external(&to, &msg.id, *version).await?
+            }
+        };
+        match w {
+            Write::Done | Write::Stale => {
+                applied.migration = true;
+                marked = Some(target);
+            }
+            _ => ctx.state.invalidate().await,
+        }
+    }
+
+    // 2. Current, compare-and-set, carrying the outcome record.
+    let current = Target::Alias(ctx.aliases.current.clone());
+    applied.current = write_cas(ctx, &current, &msg.id, &projection, marked.as_ref())
+        .await?
+        .ok_or(EditError::NoCurrent)?;
+
+    // 3. Historical, while a rollback is still possible.
+    if state.historical_writes() {
+        let historical = Target::Alias(ctx.aliases.historical.clone());
+        applied.historical = write_cas(ctx, &historical, &msg.id, &projection, None)
+            .await?
+            .unwrap_or(false);
+    }
+    Ok(applied)
+}
+
+/// Writes `projection` into the index behind `to` unless that index already
+/// holds this version or a newer one. `Ok(None)` when the alias is missing,
+/// `Ok(Some(written))` otherwise.
+pub async fn write_cas(
+    ctx: &Ctx,
+    to: &Target,
+    id: &DocId,
+    projection: &Projection,
+    mark: Option<&IndexName>,
+) -> Result<Option<bool>, EditError> {
+    let version = projection.version().get();
+    for _ in 0..CAS_ATTEMPTS {
+        let stored = match ctx.index.get(to.name(), id).await {
+            Ok(s) => s,
+            Err(e) if e.is_missing_index() => return Ok(None),
+            Err(e) if e.kind() == Some("invalid_index_name_exception") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if stored.as_ref().is_some_and(|s| s.version() >= version) {
+            return Ok(Some(false));
+        }
+        let seen = stored.as_ref().map(|s| (s.seq_no, s.primary_term));
+        let w = match projection {
+            Projection::Document(d) => {
+                let body = with_outcome(d.to_json(), stored.as_ref(), mark);
+                ctx.index.put_cas(to, id, seen, &body).await?
+            }
+            Projection::Deleted { .. } => match seen {
+                None => return Ok(Some(false)),
+                Some((seq, term)) => ctx.index.delete_cas(to, id, seq, term).await?,
+            },
+        };
+        match w {
+            Write::Done => return Ok(Some(true)),
+            Write::Missing => return Ok(Some(false)),
+            Write::NoAlias => {
+                ctx.state.invalidate().await;
+                return Ok(None);
+            }
+            // Changed since we read it, or the alias moved: read again.
+            Write::Conflict | Write::Stale => ctx.state.invalidate().await,
+        }
+    }
+    Err(EditError::Contended)
+}
+
+/// The document with the stored outcome records kept, and `migratedTo`
+/// set when this edit also reached the migration index.
+fn with_outcome(mut doc: Value, stored: Option<&StoredDoc>, mark: Option<&IndexName>) -> Value {
+    let mut es_info = stored
+        .and_then(|s| s.source.get("esInfo").cloned())
+        .unwrap_or_else(|| json!({}));
+    if let Some(target) = mark {
+        if let Some(m) = records::success(target).pointer("/esInfo/migration") {
+            merge(&mut es_info, &json!({ "migration": m }));
+        }
+    }
+    if es_info.as_object().is_some_and(|o| !o.is_empty()) {
+        doc["esInfo"] = es_info;
+    }
+    doc
+}
+
+/// Deep-merges `patch` into `base` (objects merged, everything else replaced).
+pub fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_records_survive_an_edit_and_the_mark_is_added() {
+        let stored = StoredDoc {
+            index: "old".into(),
+            id: DocId::parse("a").unwrap(),
+            seq_no: 1,
+            primary_term: 1,
+            source: json!({"esInfo": {"migration": {"failures": {"old_target": "boom"}}}}),
+        };
+        let t = IndexName::parse("images_2").unwrap();
+        let out = with_outcome(json!({"id": "a"}), Some(&stored), Some(&t));
+        assert_eq!(out["esInfo"]["migration"]["migratedTo"], "images_2");
+        assert_eq!(out["esInfo"]["migration"]["failures"]["old_target"], "boom");
+        assert!(out["esInfo"]["migration"]["failures"]["images_2"].is_null());
+        assert!(with_outcome(json!({"id": "a"}), None, None)
+            .get("esInfo")
+            .is_none());
+    }
+}

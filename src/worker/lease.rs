@@ -1,0 +1,102 @@
+//! Keeping the scan lease: exactly one replica scans at a time. The keeper
+//! renews at a third of the lease time; the scanner checks `held()` between
+//! pages, so a replica that stops renewing stops scanning before its lease
+//! can be taken.
+
+use super::context::Ctx;
+use crate::stores::control::SCAN_LEASE;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Whether this replica holds the scan lease, shared with the scanner.
+#[derive(Debug, Clone)]
+pub struct LeaseHandle {
+    /// This replica's identity.
+    pub owner: String,
+    valid_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl LeaseHandle {
+    /// A handle for `owner`, not holding the lease.
+    pub fn new(owner: String) -> Self {
+        Self {
+            owner,
+            valid_until: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// True while the lease is ours and not about to expire.
+    pub fn held(&self) -> bool {
+        self.valid_until
+            .lock()
+            .map(|v| v.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
+    }
+
+    fn set(&self, until: Option<Instant>) {
+        if let Ok(mut v) = self.valid_until.lock() {
+            *v = until;
+        }
+    }
+}
+
+/// A unique identity for this process.
+pub fn owner_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Takes and renews the lease until shutdown, then releases it.
+pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken) {
+    let ttl = ctx.settings.lease_ttl;
+    // Stop trusting the lease a little before it expires on the server.
+    let margin = ttl / 5;
+    let mut was_held = false;
+    loop {
+        let asked = Instant::now();
+        match ctx.control.acquire(SCAN_LEASE, &lease.owner, ttl).await {
+            Ok(true) => {
+                lease.set(Some(asked + ttl - margin));
+                if !was_held {
+                    tracing::info!(owner = %lease.owner, "took the scan lease");
+                }
+                was_held = true;
+            }
+            Ok(false) => {
+                lease.set(None);
+                if was_held {
+                    tracing::warn!(owner = %lease.owner, "lost the scan lease");
+                }
+                was_held = false;
+            }
+            Err(e) => {
+                lease.set(None);
+                was_held = false;
+                tracing::warn!(error = %e, "cannot reach the lease table; not scanning");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 3) => {}
+        }
+    }
+    lease.set(None);
+    if was_held {
+        if let Err(e) = ctx.control.release(SCAN_LEASE, &lease.owner).await {
+            tracing::warn!(error = %e, "could not release the scan lease; it expires by itself");
+        }
+    }
+}
+
+/// Sleeps for `d` unless shutdown comes first; returns false on shutdown.
+pub async fn nap(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}

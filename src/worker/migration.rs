@@ -1,0 +1,197 @@
+//! The migration path (low priority): a small batch of projections taken by
+//! the scanner is checked against the Current index (gone: drop; changed
+//! since the scan: postpone; unchanged: write), bulk-written into the
+//! Migration index with external versions, and its outcomes recorded on the
+//! Current documents with compare-and-set partial updates.
+
+use super::context::Ctx;
+use crate::index::records;
+use crate::index::{BulkItem, BulkOp, IndexError, StoredDoc, Target, Write};
+use crate::queue::{MigrateMessage, Payload};
+use crate::retry::{retry, Transient};
+use crate::types::DocId;
+use std::collections::HashMap;
+
+/// What to do with each message of a batch once processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (written, recorded, dropped or postponed): acknowledge.
+    Ack,
+    /// A transient failure outlived the retry budget: requeue.
+    Requeue,
+}
+
+/// Counts for one batch, for logs, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Written into the Migration index and recorded.
+    pub migrated: usize,
+    /// Recorded as failed.
+    pub failed: usize,
+    /// Changed since the scan: left for the next pass.
+    pub postponed: usize,
+    /// Deleted since the scan, or for a target no longer migrating.
+    pub dropped: usize,
+    /// Requeued after transient failures.
+    pub requeued: usize,
+}
+
+/// Processes one batch; returns a disposition per message, in order.
+pub async fn process(ctx: &Ctx, batch: &[MigrateMessage]) -> (Vec<Disposition>, BatchReport) {
+    let mut report = BatchReport::default();
+    let mut out = vec![Disposition::Ack; batch.len()];
+    match process_inner(ctx, batch, &mut report, &mut out).await {
+        Ok(()) => (out, report),
+        Err(e) => {
+            tracing::warn!(error = %e, batch = batch.len(), "migration batch failed after retries; requeueing it");
+            (
+                vec![Disposition::Requeue; batch.len()],
+                BatchReport {
+                    requeued: batch.len(),
+                    ..Default::default()
+                },
+            )
+        }
+    }
+}
+
+async fn process_inner(
+    ctx: &Ctx,
+    batch: &[MigrateMessage],
+    report: &mut BatchReport,
+    out: &mut [Disposition],
+) -> Result<(), IndexError> {
+    let state = ctx
+        .state
+        .get(&ctx.index, &ctx.aliases, &ctx.control)
+        .await?;
+    let Some(target) = state.migration() else {
+        report.dropped = batch.len();
+        return Ok(());
+    };
+    let ids: Vec<DocId> = batch
+        .iter()
+        .filter(|m| m.target == target)
+        .map(|m| m.id.clone())
+        .collect();
+    let current: HashMap<DocId, StoredDoc> = retry(&ctx.policy, "mget Current", || {
+        ctx.index.mget(&ctx.aliases.current, &ids)
+    })
+    .await?
+    .into_iter()
+    .map(|d| (d.id.clone(), d))
+    .collect();
+
+    let migration = Target::Alias(ctx.aliases.migration.clone());
+    let current_alias = Target::Alias(ctx.aliases.current.clone());
+    let mut writes = Vec::new();
+    let mut write_pos = Vec::new();
+    let mut outcomes = Vec::new();
+    for (pos, m) in batch.iter().enumerate() {
+        if m.target != target {
+            report.dropped += 1;
+            continue;
+        }
+        let Some(doc) = current.get(&m.id) else {
+            report.dropped += 1;
+            continue;
+        };
+        if (doc.seq_no, doc.primary_term) != (m.seq_no, m.primary_term) {
+            report.postponed += 1;
+            continue;
+        }
+        let seen = Some((m.seq_no, m.primary_term));
+        match &m.payload {
+            Payload::Document(body) => writes.push(BulkOp::PutExternal {
+                to: migration.clone(),
+                id: m.id.clone(),
+                version: m.version,
+                doc: body.clone(),
+            }),
+            Payload::Deleted(_) => writes.push(BulkOp::DeleteExternal {
+                to: migration.clone(),
+                id: m.id.clone(),
+                version: m.version,
+            }),
+            Payload::Failure(reason) => {
+                report.failed += 1;
+                outcomes.push(BulkOp::Update {
+                    to: current_alias.clone(),
+                    id: m.id.clone(),
+                    partial: records::failure(&target, reason),
+                    seen,
+                });
+                continue;
+            }
+        }
+        write_pos.push((pos, seen));
+    }
+
+    let results = bulk_with_retry(ctx, &writes).await?;
+    for (item, (pos, seen)) in results.into_iter().zip(write_pos) {
+        let partial = match item.result {
+            Ok(Write::Done) | Ok(Write::Stale) => {
+                report.migrated += 1;
+                records::success(&target)
+            }
+            Ok(_) => {
+                // The migration alias went away (abandon, completion).
+                report.dropped += 1;
+                continue;
+            }
+            Err(e) if e.is_transient() => {
+                out[pos] = Disposition::Requeue;
+                report.requeued += 1;
+                continue;
+            }
+            Err(e) => {
+                report.failed += 1;
+                records::failure(&target, &records::normalize(&e.cause(), &item.id))
+            }
+        };
+        outcomes.push(BulkOp::Update {
+            to: current_alias.clone(),
+            id: item.id,
+            partial,
+            seen,
+        });
+    }
+
+    // Conflicts (changed since the scan) and missing documents (deleted
+    // meanwhile) are fine: the edit path wrote those, and records never
+    // create documents.
+    for item in bulk_with_retry(ctx, &outcomes).await? {
+        if let Err(e) = item.result {
+            tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
+        }
+    }
+    Ok(())
+}
+
+/// Sends a bulk request, retrying transient failures of the request and of
+/// single items within the budget; returns one result per op, in order.
+async fn bulk_with_retry(ctx: &Ctx, ops: &[BulkOp]) -> Result<Vec<BulkItem>, IndexError> {
+    let mut results: Vec<Option<BulkItem>> = (0..ops.len()).map(|_| None).collect();
+    let mut todo: Vec<usize> = (0..ops.len()).collect();
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    while !todo.is_empty() {
+        let batch: Vec<BulkOp> = todo.iter().map(|&i| ops[i].clone()).collect();
+        let items = retry(&ctx.policy, "bulk", || ctx.index.bulk(&batch)).await?;
+        let mut again = Vec::new();
+        for (i, item) in todo.iter().copied().zip(items) {
+            let transient = matches!(&item.result, Err(e) if e.is_transient());
+            if transient && started.elapsed() < ctx.policy.budget {
+                again.push(i);
+            } else {
+                results[i] = Some(item);
+            }
+        }
+        if !again.is_empty() {
+            tokio::time::sleep(crate::retry::pause_for(&ctx.policy, attempt)).await;
+            attempt += 1;
+        }
+        todo = again;
+    }
+    Ok(results.into_iter().flatten().collect())
+}

@@ -1,0 +1,194 @@
+//! The scanner: while this replica holds the lease and a migration is in
+//! progress and not paused, stream the Current index for documents without
+//! an outcome for the target, project them in batches, and publish the
+//! projections to the low-priority queue — never more than the configured
+//! depth ahead of the processors.
+
+use super::context::Ctx;
+use super::lease::{nap, LeaseHandle};
+use crate::index::records;
+use crate::index::scan::ScanRequest;
+use crate::index::{IndexError, StoredDoc};
+use crate::queue::{Broker, MigrateMessage, Payload, QueueError};
+use crate::retry::pause_for;
+use crate::stores::{Projection, StoreError};
+use crate::types::{DocId, IndexName};
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+/// Publishes in flight at once.
+const PUBLISH_CONCURRENCY: usize = 64;
+
+/// A failed scan pass.
+#[derive(Debug, Error)]
+pub enum ScanError {
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Scans until shutdown.
+pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken) {
+    let mut broker: Option<Broker> = None;
+    let mut failures = 0;
+    while !shutdown.is_cancelled() {
+        if !lease.held() {
+            if !nap(ctx.settings.lease_ttl / 3, &shutdown).await {
+                break;
+            }
+            continue;
+        }
+        if broker.as_ref().is_none_or(|b| !b.is_connected()) {
+            match Broker::connect(&ctx.settings).await {
+                Ok(b) => broker = Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scanner cannot reach the broker");
+                    failures += 1;
+                    nap(pause_for(&ctx.policy, failures), &shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let Some(b) = broker.as_ref() else { continue };
+        match pass(&ctx, b, &lease, &shutdown).await {
+            Ok(0) => {
+                failures = 0;
+                nap(ctx.settings.scan_interval, &shutdown).await;
+            }
+            Ok(found) => {
+                failures = 0;
+                tracing::info!(found, "scan pass queued documents");
+                // Let the processors drain before the next pass, so that it
+                // does not queue the same documents again.
+                wait_for_depth(b, 0, &lease, &shutdown).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scan pass failed; retrying");
+                failures += 1;
+                nap(pause_for(&ctx.policy, failures), &shutdown).await;
+            }
+        }
+    }
+    if let Some(b) = broker {
+        b.close().await;
+    }
+}
+
+/// One pass over the Current index; returns how many documents it queued.
+pub async fn pass(
+    ctx: &Ctx,
+    broker: &Broker,
+    lease: &LeaseHandle,
+    shutdown: &CancellationToken,
+) -> Result<usize, ScanError> {
+    ctx.state.invalidate().await;
+    let state = ctx
+        .state
+        .get(&ctx.index, &ctx.aliases, &ctx.control)
+        .await?;
+    let (Some(target), Some(current)) = (state.migration(), state.aliases.current_index()) else {
+        return Ok(0);
+    };
+    if state.aliases.is_paused() {
+        return Ok(0);
+    }
+    let request = ScanRequest {
+        query: records::unmigrated(&target),
+        page_size: ctx.settings.scan_page.max(1),
+        source: serde_json::Value::Bool(false),
+    };
+    let mut pages = std::pin::pin!(ctx.index.scan(&current, request));
+    let mut queued = 0;
+    while let Some(page) = pages.try_next().await? {
+        if shutdown.is_cancelled() || !lease.held() {
+            break;
+        }
+        if !wait_for_depth(broker, ctx.settings.max_queued, lease, shutdown).await {
+            break;
+        }
+        // Paused or abandoned meanwhile: stop queueing.
+        let now = ctx
+            .state
+            .get(&ctx.index, &ctx.aliases, &ctx.control)
+            .await?;
+        if now.migration().as_ref() != Some(&target) || now.aliases.is_paused() {
+            break;
+        }
+        queued += publish_projections(ctx, broker, &target, &page).await?;
+        metrics::counter!("ferry_scanned_total").increment(page.len() as u64);
+    }
+    Ok(queued)
+}
+
+/// Projects the scanned documents and publishes one migrate message each.
+pub async fn publish_projections(
+    ctx: &Ctx,
+    broker: &Broker,
+    target: &IndexName,
+    docs: &[StoredDoc],
+) -> Result<usize, ScanError> {
+    let ids: Vec<DocId> = docs.iter().map(|d| d.id.clone()).collect();
+    let projected = ctx.stores.project_many(&ids).await?;
+    let messages: Vec<MigrateMessage> = docs
+        .iter()
+        .zip(projected)
+        .map(|(doc, (id, p))| {
+            let (version, payload) = match p {
+                Ok(Projection::Document(d)) => (d.version, Payload::Document(d.to_json())),
+                Ok(Projection::Deleted { version, .. }) => (version, Payload::Deleted(true)),
+                Err(e) => (
+                    crate::types::Version::new(doc.version())
+                        .unwrap_or(crate::types::Version::FIRST),
+                    Payload::Failure(records::normalize(&e.to_string(), &id)),
+                ),
+            };
+            MigrateMessage {
+                id,
+                target: target.clone(),
+                version,
+                seq_no: doc.seq_no,
+                primary_term: doc.primary_term,
+                payload,
+            }
+        })
+        .collect();
+    let n = messages.len();
+    futures::stream::iter(messages)
+        .map(|m| async move { broker.publish_event("migrate", &m.to_body()).await })
+        .buffer_unordered(PUBLISH_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(n)
+}
+
+/// Waits until the migration queue holds at most `max` ready messages.
+/// Returns false if the wait was cut short (shutdown, lease lost).
+async fn wait_for_depth(
+    broker: &Broker,
+    max: u32,
+    lease: &LeaseHandle,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        match broker.depth(&broker.names.migration).await {
+            Ok(d) if d <= max => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the migration queue depth");
+                return false;
+            }
+        }
+        if !lease.held() || !nap(Duration::from_millis(200), shutdown).await {
+            return false;
+        }
+    }
+}
