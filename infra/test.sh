@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: starts (and if needed installs)
+# the local stack, then runs formatting and lint checks and every test
+# against the real services.
+#
+#   infra/test.sh              everything
+#   infra/test.sh --test NAME  extra arguments go to `cargo test`
+#
+# Build output lives outside the clone (CARGO_TARGET_DIR, default
+# ~/.cache/ferry/target) so that repeated runs and CI reuse it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+infra/stack.sh up
+eval "$(infra/stack.sh env)"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+if [ "${FERRY_TEST_LINT:-1}" = 1 ]; then
+  cargo fmt --check
+  cargo clippy --locked --all-targets -- -D warnings
+fi
+cargo test --locked "$@"
