@@ -1,6 +1,12 @@
-//! The admin HTTP server inside `ferry worker`: health, readiness and
-//! Prometheus metrics (operator endpoints and the web page live beside).
+//! The admin HTTP server inside `ferry worker`: the JSON API (same
+//! operations as the CLI), the support web page, health, readiness and
+//! Prometheus metrics. Binds to loopback unless told otherwise.
 
+pub mod api;
+pub mod auth;
+pub mod page;
+
+use crate::queue::Broker;
 use crate::worker::lease::LeaseHandle;
 use crate::worker::Ctx;
 use axum::extract::State;
@@ -29,11 +35,45 @@ pub struct AppState {
     pub ctx: Arc<Ctx>,
     /// The worker's lease handle.
     pub lease: LeaseHandle,
+    /// A broker connection for depths and queueing, opened on first use.
+    pub broker: Arc<tokio::sync::Mutex<Option<Arc<Broker>>>>,
+}
+
+impl AppState {
+    /// State for a worker's admin server.
+    pub fn new(ctx: Arc<Ctx>, lease: LeaseHandle) -> Self {
+        Self {
+            ctx,
+            lease,
+            broker: Default::default(),
+        }
+    }
+
+    /// The broker connection, (re)connecting if needed; `None` if unreachable.
+    pub async fn broker(&self) -> Option<Arc<Broker>> {
+        let mut slot = self.broker.lock().await;
+        if let Some(b) = slot.as_ref().filter(|b| b.is_connected()) {
+            return Some(b.clone());
+        }
+        match Broker::connect(&self.ctx.settings).await {
+            Ok(b) => {
+                let b = Arc::new(b);
+                *slot = Some(b.clone());
+                Some(b)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin server cannot reach the broker");
+                None
+            }
+        }
+    }
 }
 
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(api::routes())
+        .merge(page::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -59,7 +99,7 @@ pub async fn spawn(
         }
     };
     tracing::info!(bind = %listener.local_addr().map(|a| a.to_string()).unwrap_or(bind), "admin server listening");
-    let app = router(AppState { ctx, lease });
+    let app = router(AppState::new(ctx, lease));
     Some(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -37,6 +37,20 @@ pub struct Status {
     pub queues: Option<Depths>,
     /// Who scans.
     pub lease: Option<LeaseHolder>,
+    /// Documents migrated or failed per second over the last minute.
+    pub rate_per_second: Option<f64>,
+    /// Seconds until nothing is left to go, at that rate.
+    pub eta_seconds: Option<u64>,
+}
+
+/// Rate over the last minute from `(ms, done)` samples, oldest first.
+pub fn rate(samples: &[(u64, u64)]) -> Option<f64> {
+    let (last_t, last_d) = *samples.last()?;
+    let (first_t, first_d) = *samples
+        .iter()
+        .find(|(t, _)| last_t.saturating_sub(*t) <= 60_000)?;
+    let secs = (last_t.saturating_sub(first_t)) as f64 / 1000.0;
+    (secs >= 1.0).then(|| last_d.saturating_sub(first_d) as f64 / secs)
 }
 
 /// Reads the whole status.
@@ -58,7 +72,22 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         None => None,
     };
     let lease = ctx.control.holder(SCAN_LEASE).await?;
+    let rate_per_second = match aliases.migration_index() {
+        Some(m) => ctx
+            .control
+            .samples(m.as_str())
+            .await?
+            .as_deref()
+            .and_then(rate),
+        None => None,
+    };
+    let eta_seconds = match (&progress, rate_per_second) {
+        (Some(p), Some(r)) if r > 0.0 => Some((p.to_go as f64 / r).ceil() as u64),
+        _ => None,
+    };
     Ok(Status {
+        rate_per_second,
+        eta_seconds,
         phase,
         preview: aliases.is_preview(),
         violations,
@@ -67,4 +96,17 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         queues,
         lease,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn rate_uses_the_last_minute() {
+        assert_eq!(rate(&[]), None);
+        assert_eq!(rate(&[(0, 0)]), None);
+        let r = rate(&[(0, 0), (50_000, 100), (110_000, 700)]).unwrap();
+        assert!((r - 10.0).abs() < 1e-9, "{r}");
+    }
 }

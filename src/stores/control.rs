@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const SCAN_LEASE: &str = "scan-lease";
 /// Name of the completion item.
 pub const COMPLETION: &str = "completion";
+/// Name of the progress item (samples for rate and ETA).
+pub const PROGRESS: &str = "progress";
+/// How far back progress samples are kept.
+const SAMPLE_WINDOW_MS: u64 = 120_000;
 
 /// Who holds a lease, and until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -175,6 +179,62 @@ impl Control {
             to: text(&item, "to").unwrap_or_default(),
             at_ms: number(&item, "at").unwrap_or(0),
         }))
+    }
+
+    /// Appends a progress sample `(now, done)` for `target`, keeping the
+    /// last two minutes; samples of another target are dropped.
+    pub async fn add_sample(&self, target: &str, done: u64) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut samples = self.samples(target).await?.unwrap_or_default();
+        samples.retain(|(t, _)| now.saturating_sub(*t) <= SAMPLE_WINDOW_MS);
+        samples.push((now, done));
+        let list = samples
+            .iter()
+            .map(|(t, d)| {
+                AttributeValue::L(vec![
+                    AttributeValue::N(t.to_string()),
+                    AttributeValue::N(d.to_string()),
+                ])
+            })
+            .collect();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("name", self.key(PROGRESS))
+            .item("target", AttributeValue::S(target.to_string()))
+            .item("samples", AttributeValue::L(list))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("DynamoDB PutItem (progress)", e))
+    }
+
+    /// The progress samples `(ms, done)` recorded for `target`, oldest first.
+    pub async fn samples(&self, target: &str) -> Result<Option<Vec<(u64, u64)>>, StoreError> {
+        let Some(item) = self.get(PROGRESS).await? else {
+            return Ok(None);
+        };
+        if text(&item, "target").as_deref() != Some(target) {
+            return Ok(None);
+        }
+        let list = item
+            .get("samples")
+            .and_then(|v| v.as_l().ok())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(
+            list.iter()
+                .filter_map(|p| {
+                    let pair = p.as_l().ok()?;
+                    let n = |i: usize| {
+                        pair.get(i)
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|n| n.parse::<u64>().ok())
+                    };
+                    Some((n(0)?, n(1)?))
+                })
+                .collect(),
+        ))
     }
 
     async fn get(&self, name: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {

@@ -62,6 +62,7 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
         match ctx.control.acquire(SCAN_LEASE, &lease.owner, ttl).await {
             Ok(true) => {
                 lease.set(Some(asked + ttl - margin));
+                record_progress(&ctx).await;
                 if !was_held {
                     tracing::info!(owner = %lease.owner, "took the scan lease");
                 }
@@ -90,6 +91,36 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
         if let Err(e) = ctx.control.release(SCAN_LEASE, &lease.owner).await {
             tracing::warn!(error = %e, "could not release the scan lease; it expires by itself");
         }
+    }
+}
+
+/// The lease holder samples the migration's progress, so that `status`
+/// can show a rate and an ETA from any replica or the CLI.
+async fn record_progress(ctx: &Ctx) {
+    let Ok(state) = ctx.state.get(&ctx.index, &ctx.aliases, &ctx.control).await else {
+        return;
+    };
+    let (Some(current), Some(target)) = (state.aliases.current_index(), state.migration()) else {
+        return;
+    };
+    let done = async {
+        let migrated = ctx
+            .index
+            .count(&current, crate::index::records::migrated(&target))
+            .await?;
+        let failed = ctx
+            .index
+            .count(&current, crate::index::records::failed(&target))
+            .await?;
+        Ok::<u64, crate::index::IndexError>(migrated + failed)
+    };
+    match done.await {
+        Ok(done) => {
+            if let Err(e) = ctx.control.add_sample(target.as_str(), done).await {
+                tracing::debug!(error = %e, "cannot record a progress sample");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count progress"),
     }
 }
 

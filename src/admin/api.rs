@@ -1,0 +1,257 @@
+//! The JSON API: the same operations as the CLI, answering with the same
+//! serialized reports. Reads are open on the admin address; every mutation
+//! needs `Authorization: Bearer <FERRY_ADMIN_TOKEN>`.
+
+use super::auth::{bearer, token_ok};
+use super::AppState;
+use crate::ops::{self, OpsError};
+use crate::types::DocId;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The API routes, under `/api`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/failures", get(failures))
+        .route("/api/record", get(record))
+        .route("/api/verify", get(verify))
+        .route("/api/start", post(start))
+        .route("/api/pause", post(|s, h| simple(s, h, Op::Pause)))
+        .route("/api/resume", post(|s, h| simple(s, h, Op::Resume)))
+        .route("/api/preview", post(|s, h| simple(s, h, Op::Preview)))
+        .route("/api/unpreview", post(|s, h| simple(s, h, Op::Unpreview)))
+        .route("/api/rollback", post(|s, h| simple(s, h, Op::Rollback)))
+        .route("/api/complete", post(complete))
+        .route("/api/abandon", post(abandon))
+        .route("/api/queue", post(queue))
+        .route("/api/failures/retry", post(retry))
+}
+
+/// An operation's error as an HTTP answer: refusals are 409 with the reason.
+pub struct ApiError(pub OpsError);
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, key) = match &self.0 {
+            OpsError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            OpsError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            _ => (StatusCode::BAD_GATEWAY, "error"),
+        };
+        let text = match &self.0 {
+            OpsError::Refused(why) | OpsError::Invalid(why) => why.clone(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({ key: text }))).into_response()
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({ "error": "this endpoint changes state: send Authorization: Bearer <FERRY_ADMIN_TOKEN>" })),
+    )
+        .into_response()
+}
+
+fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
+    token_ok(&st.ctx.settings.admin_token, bearer(headers))
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(v: impl serde::Serialize) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+async fn status(State(st): State<AppState>) -> ApiResult {
+    let broker = st.broker().await;
+    ok(ops::status::status(&st.ctx, broker.as_deref()).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct FailuresQuery {
+    #[serde(default)]
+    historical: bool,
+    message: Option<String>,
+    page: Option<usize>,
+}
+
+async fn failures(State(st): State<AppState>, Query(q): Query<FailuresQuery>) -> ApiResult {
+    let scope = ops::failures::scope(&st.ctx, q.historical).await?;
+    match q.message {
+        Some(m) => ok(ops::failures::list(&st.ctx, scope, Some(&m), q.page.unwrap_or(1)).await?),
+        None => ok(ops::failures::overview(&st.ctx, scope).await?),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordQuery {
+    id: String,
+    #[serde(default)]
+    historical: bool,
+}
+
+async fn record(State(st): State<AppState>, Query(q): Query<RecordQuery>) -> ApiResult {
+    let id = DocId::parse(q.id).map_err(|e| OpsError::Invalid(e.to_string()))?;
+    let scope = ops::failures::scope(&st.ctx, q.historical).await?;
+    ok(ops::failures::show(&st.ctx, scope, &id).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    sample: Option<usize>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn verify(State(st): State<AppState>, Query(q): Query<VerifyQuery>) -> ApiResult {
+    let scope = if q.all {
+        ops::verify::Scope::All
+    } else {
+        ops::verify::Scope::Sample(q.sample.unwrap_or(200))
+    };
+    ok(ops::verify::verify(&st.ctx, scope).await?)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StartBody {
+    mapping: Option<String>,
+}
+
+async fn start(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<StartBody>>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let mapping = body
+        .and_then(|b| b.0.mapping)
+        .unwrap_or_else(|| st.ctx.settings.mapping.clone());
+    ok(ops::lifecycle::start(&st.ctx, &mapping).await?)
+}
+
+enum Op {
+    Pause,
+    Resume,
+    Preview,
+    Unpreview,
+    Rollback,
+}
+
+async fn simple(State(st): State<AppState>, headers: HeaderMap, op: Op) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let ctx = &st.ctx;
+    let done = match op {
+        Op::Pause => ops::lifecycle::pause(ctx).await?,
+        Op::Resume => ops::lifecycle::resume(ctx).await?,
+        Op::Preview => ops::lifecycle::preview(ctx).await?,
+        Op::Unpreview => ops::lifecycle::unpreview(ctx).await?,
+        Op::Rollback => ops::lifecycle::rollback(ctx).await?,
+    };
+    ok(done)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CompleteBody {
+    #[serde(default)]
+    force: bool,
+    verify_sample: Option<usize>,
+}
+
+async fn complete(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<CompleteBody>>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let b = body.map(|b| b.0).unwrap_or_default();
+    ok(ops::lifecycle::complete(&st.ctx, b.force, b.verify_sample.unwrap_or(100)).await?)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AbandonBody {
+    #[serde(default)]
+    delete_index: bool,
+}
+
+async fn abandon(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<AbandonBody>>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let b = body.map(|b| b.0).unwrap_or_default();
+    ok(ops::lifecycle::abandon(&st.ctx, b.delete_index).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct IdsBody {
+    #[serde(default)]
+    ids: Vec<String>,
+    message: Option<String>,
+}
+
+fn parse_ids(raw: Vec<String>) -> Result<Vec<DocId>, OpsError> {
+    raw.into_iter()
+        .map(|r| DocId::parse(r).map_err(|e| OpsError::Invalid(e.to_string())))
+        .collect()
+}
+
+async fn queue(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(b): Json<IdsBody>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let ids = parse_ids(b.ids)?;
+    let broker = st
+        .broker()
+        .await
+        .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
+    ok(ops::queue::queue(&st.ctx, &broker, &ids).await?)
+}
+
+async fn retry(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(b): Json<IdsBody>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    let selection = match b.message {
+        Some(m) => ops::failures::Selection::Message(m),
+        None if b.ids.is_empty() => {
+            return Err(OpsError::Invalid("name ids or a message".into()).into())
+        }
+        None => ops::failures::Selection::Ids(parse_ids(b.ids)?),
+    };
+    let broker = st
+        .broker()
+        .await
+        .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
+    ok(ops::failures::retry(&st.ctx, &broker, selection).await?)
+}

@@ -1,0 +1,199 @@
+//! The support web page: status with progress, failures grouped by message
+//! with example ids, lookup by document id, retry buttons (token required).
+//! Plain server-rendered HTML; maud escapes every value.
+
+use super::auth::token_ok;
+use super::AppState;
+use crate::index::records::Outcome;
+use crate::ops::{self, failures::Overview, status::Status, OpsError};
+use crate::types::DocId;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+/// The page routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/ui/retry", post(retry))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    id: Option<String>,
+    msg: Option<String>,
+    #[serde(default)]
+    historical: bool,
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}progress{width:30em}.flash{background:#eef;padding:.5em}.bad{color:#a00}code{word-break:break-all}";
+
+async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let broker = st.broker().await;
+    let status = ops::status::status(&st.ctx, broker.as_deref()).await;
+    let scope = ops::failures::scope(&st.ctx, q.historical).await;
+    let overview = match scope {
+        Ok(s) => ops::failures::overview(&st.ctx, s).await.map(Some),
+        Err(OpsError::Refused(_)) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let lookup = match q.id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(match DocId::parse(raw) {
+            Err(e) => Err(format!("invalid id: {e}")),
+            Ok(id) => match ops::failures::scope(&st.ctx, q.historical).await {
+                Ok(scope) => ops::failures::show(&st.ctx, scope, &id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        }),
+    };
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "ferry" } style { (STYLE) } }
+            body {
+                h1 { "ferry" }
+                @if let Some(m) = &q.msg { p.flash role="status" { (m) } }
+                @match &status { Ok(s) => (status_block(s)), Err(e) => p.bad { "status unavailable: " (e.to_string()) } }
+                h2 { "Look up a document" }
+                form method="get" action="/" {
+                    input name="id" placeholder="document id" value=(q.id.clone().unwrap_or_default()) size="50";
+                    @if q.historical { input type="hidden" name="historical" value="true"; }
+                    " " button type="submit" { "Look up" }
+                }
+                @if let Some(l) = &lookup { (lookup_block(l)) }
+                h2 { "Failures" @if q.historical { " (last completed migration)" } }
+                p { a href=(if q.historical { "/" } else { "/?historical=true" }) { @if q.historical { "show the running migration" } @else { "show the last completed migration" } } }
+                @match &overview {
+                    Ok(Some(o)) => (failures_block(o, q.historical)),
+                    Ok(None) => p { "No migration to show failures for." },
+                    Err(e) => p.bad { "failures unavailable: " (e.to_string()) },
+                }
+            }
+        }
+    };
+    Html(body.into_string()).into_response()
+}
+
+fn status_block(s: &Status) -> Markup {
+    let show = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    html! {
+        h2 { "Migration" }
+        p { "State: " strong #phase { (format!("{:?}", s.phase)) } @if s.preview { " (preview on)" } }
+        @for v in &s.violations { p.bad { "Invariant broken: " (v) } }
+        table {
+            tr { th { "Current" } td { code { (show(&s.aliases.current)) } } }
+            tr { th { "Migration" } td { code { (show(&s.aliases.migration)) } } }
+            tr { th { "Historical" } td { code { (show(&s.aliases.historical)) } } }
+            @if let Some(p) = &s.progress {
+                tr { th { "Progress" } td {
+                    progress #progress value=(p.migrated + p.failed) max=(p.total.max(1)) {}
+                    " " (p.migrated) " migrated, " (p.failed) " failed, " (p.to_go) " to go, of " (p.total)
+                } }
+            }
+            @if let Some(r) = s.rate_per_second { tr { th { "Rate" } td { (format!("{r:.0} docs/s")) @if let Some(e) = s.eta_seconds { ", about " (humantime::format_duration(std::time::Duration::from_secs(e)).to_string()) " to go" } } } }
+            @if let Some(q) = &s.queues { tr { th { "Queues" } td { "high " (q.high) ", migration " (q.low) ", dead letters " (q.dead_letters) } } }
+            tr { th { "Scanner" } td { @match &s.lease { Some(l) => (l.owner), None => "none" } } }
+        }
+    }
+}
+
+fn token_field() -> Markup {
+    html! { input type="password" name="token" placeholder="admin token" required; }
+}
+
+fn failures_block(o: &Overview, historical: bool) -> Markup {
+    html! {
+        p { (o.total) " failed document(s) migrating " code { (o.scope.index.as_str()) } " → " code { (o.scope.target.as_str()) } }
+        @if !o.groups.is_empty() {
+            table #failures {
+                tr { th { "Count" } th { "Message" } th { "Examples" } @if !historical { th { "Retry" } } }
+                @for g in &o.groups {
+                    tr.group {
+                        td.count { (g.count) }
+                        td.message { (g.key) }
+                        td { @for id in &g.examples { a.example href=(format!("/?id={}", crate::index::client::segment(id.as_str()))) { (id.as_str()) } br; } }
+                        @if !historical {
+                            td { form method="post" action="/ui/retry" {
+                                input type="hidden" name="message" value=(g.key);
+                                (token_field()) " " button.retry type="submit" { "Retry all" }
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lookup_block(l: &Result<ops::failures::Record, String>) -> Markup {
+    html! {
+        @match l {
+            Err(e) => p.bad #record { (e) },
+            Ok(r) => div #record {
+                p { code { (r.id.as_str()) } " in " code { (r.scope.index.as_str()) } ": "
+                    @match &r.outcome {
+                        None => strong { "not in the index" },
+                        Some(Outcome::Migrated) => strong { "migrated" },
+                        Some(Outcome::Pending) => strong { "not migrated yet" },
+                        Some(Outcome::Failed(m)) => { strong { "failed: " } span.message { (m) } },
+                    }
+                }
+                @if let Some(Outcome::Failed(_)) = &r.outcome {
+                    form method="post" action="/ui/retry" {
+                        input type="hidden" name="id" value=(r.id.as_str());
+                        (token_field()) " " button.retry type="submit" { "Retry this document" }
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RetryForm {
+    token: String,
+    message: Option<String>,
+    id: Option<String>,
+}
+
+async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response {
+    if !token_ok(&st.ctx.settings.admin_token, Some(&f.token)) {
+        let body = html! { (DOCTYPE) html { body { h1 { "Wrong or missing admin token" } p { "Nothing was changed. " a href="/" { "Back" } } } } };
+        return (StatusCode::UNAUTHORIZED, Html(body.into_string())).into_response();
+    }
+    let selection = match (f.message, f.id) {
+        (Some(m), _) => ops::failures::Selection::Message(m),
+        (None, Some(id)) => match DocId::parse(id) {
+            Ok(id) => ops::failures::Selection::Ids(vec![id]),
+            Err(e) => return flash(&format!("invalid id: {e}")),
+        },
+        (None, None) => return flash("nothing to retry"),
+    };
+    let Some(broker) = st.broker().await else {
+        return flash("the broker is unreachable; nothing was retried");
+    };
+    match ops::failures::retry(&st.ctx, &broker, selection).await {
+        Ok(r) => flash(&format!(
+            "cleared {} record(s), queued {} document(s) again",
+            r.cleared, r.queued
+        )),
+        Err(e) => flash(&format!("retry failed: {e}")),
+    }
+}
+
+fn flash(msg: &str) -> Response {
+    Redirect::to(&format!("/?msg={}", crate::index::client::segment(msg))).into_response()
+}
