@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod fault;
 pub mod index;
 pub mod ops;
 pub mod queue;

@@ -62,7 +62,7 @@ pub struct Applied {
 /// Applies one upload, edit or delete.
 pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
     let projection = ctx.stores.project_one(&msg.id).await??;
-    let state = ctx
+    let mut state = ctx
         .state
         .get(&ctx.index, &ctx.aliases, &ctx.control)
         .await?;
@@ -70,7 +70,10 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
 
     // 1. Migration first: once the alias switch happens, this is Current.
     let mut marked: Option<IndexName> = None;
-    if let Some(target) = state.migration() {
+    let migration = state
+        .migration()
+        .filter(|_| !crate::fault::active("skip-dual-write"));
+    if let Some(target) = migration {
         let to = Target::Alias(ctx.aliases.migration.clone());
         let w = match &projection {
             Projection::Document(d) => {
@@ -87,7 +90,12 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
                 applied.migration = true;
                 marked = Some(target);
             }
-            _ => ctx.state.invalidate().await,
+            _ => {
+                // The alias moved under us (completion or abandon): read the
+                // state again, so the Historical decision below is current.
+                ctx.state.invalidate().await;
+                state = ctx.state.get(&ctx.index, &ctx.aliases, &ctx.control).await?;
+            }
         }
     }
 
