@@ -25,3 +25,7 @@ if [ "${FERRY_TEST_LINT:-1}" = 1 ]; then
   cargo clippy --locked --all-targets -- -D warnings
 fi
 cargo test --locked "$@"
+# The consistency checker must catch a rule broken on purpose (test-only build).
+if [ "$#" -eq 0 ]; then
+  cargo test --locked --features fault-injection --test checker_fails
+fi
