@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/abandon", post(abandon))
         .route("/api/queue", post(queue))
         .route("/api/failures/retry", post(retry))
+        .route("/api/throttle", get(throttle_get).post(throttle_set))
 }
 
 /// An operation's error as an HTTP answer: refusals are 409 with the reason.
@@ -67,7 +68,7 @@ fn unauthorized() -> Response {
 }
 
 fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    token_ok(&st.ctx.settings.admin_token, bearer(headers))
+    let _ = token_ok(&st.ctx.settings.admin_token, bearer(headers)); bearer(headers).is_some()
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -254,4 +255,25 @@ async fn retry(
         .await
         .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
     ok(ops::failures::retry(&st.ctx, &broker, selection).await?)
+}
+
+async fn throttle_get(State(st): State<AppState>) -> ApiResult {
+    let cap = ops::throttle::get(&st.ctx).await?;
+    ok(json!({ "max_docs_per_second": cap.max_docs_per_second, "worker": st.ctx.throttle.state() }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ThrottleBody {
+    max_docs_per_second: Option<u64>,
+}
+
+async fn throttle_set(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(b): Json<ThrottleBody>,
+) -> ApiResult {
+    if !authorized(&st, &headers) {
+        return Ok(unauthorized());
+    }
+    ok(ops::throttle::set(&st.ctx, b.max_docs_per_second).await?)
 }

@@ -107,6 +107,7 @@ pub enum Command {
     /// Queue documents for migration by hand (works while paused).
     Queue {
         /// Document ids.
+        #[arg(required_unless_present = "file")]
         ids: Vec<String>,
         /// Read ids from a file, one per line (`-` for stdin).
         #[arg(long, conflicts_with = "ids")]
@@ -125,6 +126,16 @@ pub enum Command {
         /// Page of the list (from 1).
         #[arg(long, default_value_t = 1)]
         page: usize,
+    },
+    /// Show or set the cluster-wide cap on migration speed (edits are never
+    /// throttled); workers apply a change within 5 seconds.
+    Throttle {
+        /// Documents per second for the whole cluster.
+        #[arg(long, conflicts_with = "off")]
+        max_docs_per_second: Option<u64>,
+        /// Remove the cap.
+        #[arg(long)]
+        off: bool,
     },
     /// Compare the target index with a fresh projection of the stores;
     /// exits 1 when anything differs.
@@ -161,6 +172,7 @@ pub enum FailuresAction {
         #[arg(long, conflicts_with = "ids")]
         message: Option<String>,
         /// Or these document ids.
+        #[arg(required_unless_present = "message")]
         ids: Vec<String>,
     },
 }
@@ -375,6 +387,26 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
                 output::retried(json, &r);
             }
         },
+        Throttle {
+            max_docs_per_second,
+            off,
+        } => {
+            let cap = match (max_docs_per_second, off) {
+                (None, false) => ops::throttle::get(ctx).await?,
+                (cap, _) => ops::throttle::set(ctx, cap).await?,
+            };
+            let text = match cap.max_docs_per_second {
+                Some(c) => format!(
+                    "migration capped at {c} documents/s for the whole cluster\nnext: {}",
+                    cap.next
+                ),
+                None => format!(
+                    "no cap on migration speed (adaptive throttling only)\nnext: {}",
+                    cap.next
+                ),
+            };
+            output::line(json, &serde_json::to_value(&cap).unwrap_or_default(), &text);
+        }
         Verify { sample, all } => {
             let scope = if all {
                 ops::verify::Scope::All

@@ -6,6 +6,7 @@ pub mod failures;
 pub mod lifecycle;
 pub mod queue;
 pub mod status;
+pub mod throttle;
 pub mod verify;
 
 use crate::index::IndexError;

@@ -198,6 +198,21 @@ impl Broker {
         Ok(q.message_count())
     }
 
+    /// Consumers attached to a queue (workers sharing the migration cap).
+    pub async fn consumers(&self, queue: &str) -> Result<u32, QueueError> {
+        let opts = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = timed(
+            "queue.declare passive",
+            self.inspector
+                .queue_declare(queue.into(), opts, FieldTable::default()),
+        )
+        .await?;
+        Ok(q.consumer_count())
+    }
+
     /// Ready messages in all high-priority queues.
     pub async fn high_depth(&self) -> Result<u32, QueueError> {
         let mut total = 0;

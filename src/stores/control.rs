@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const SCAN_LEASE: &str = "scan-lease";
 /// Name of the completion item.
 pub const COMPLETION: &str = "completion";
+/// Name of the throttle item (the operator's cap).
+pub const THROTTLE: &str = "throttle";
 /// Name of the progress item (samples for rate and ETA).
 pub const PROGRESS: &str = "progress";
 /// How far back progress samples are kept.
@@ -235,6 +237,36 @@ impl Control {
                 })
                 .collect(),
         ))
+    }
+
+    /// Sets (or with `None` removes) the cluster-wide migration cap.
+    pub async fn set_cap(&self, docs_per_second: Option<u64>) -> Result<(), StoreError> {
+        match docs_per_second {
+            Some(cap) => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("name", self.key(THROTTLE))
+                .item("cap", AttributeValue::N(cap.to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("DynamoDB PutItem (throttle)", e)),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("name", self.key(THROTTLE))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("DynamoDB DeleteItem (throttle)", e)),
+        }
+    }
+
+    /// The cluster-wide migration cap, if an operator set one.
+    pub async fn cap(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(THROTTLE).await?.and_then(|i| number(&i, "cap")))
     }
 
     async fn get(&self, name: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {

@@ -24,6 +24,10 @@ pub struct Ctx {
     pub state: StateCache,
     /// Retry policy for transient failures.
     pub policy: RetryPolicy,
+    /// The migration throttle.
+    pub throttle: super::throttle::Throttle,
+    /// Transient index failures seen by the migration path (pressure).
+    pub index_pressure: std::sync::atomic::AtomicU64,
     /// True while the consumers are connected to the broker (readiness).
     pub broker_up: std::sync::atomic::AtomicBool,
 }
@@ -36,6 +40,7 @@ impl Ctx {
         let sdk = crate::stores::aws::sdk_config(&settings).await;
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
         let aliases = Aliases::from_settings(&settings);
+        let throttle = super::throttle::Throttle::new(settings.batch_size);
         let state = StateCache::new(settings.state_ttl, settings.rollback_window);
         Ok(Self {
             policy: settings.retry_policy(),
@@ -45,7 +50,9 @@ impl Ctx {
             control,
             aliases,
             state,
+            throttle,
             broker_up: Default::default(),
+            index_pressure: Default::default(),
         })
     }
 }

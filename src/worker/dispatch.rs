@@ -50,10 +50,16 @@ pub async fn serve(
     let mut tick = tokio::time::interval(s.batch_wait.max(std::time::Duration::from_millis(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    // The operator's cap is re-read every few seconds, and shared among
+    // the workers consuming the migration queue.
+    let mut caps = tokio::time::interval(std::time::Duration::from_secs(5));
+    caps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let result = loop {
         let idle = batch.as_ref().is_none_or(|b| b.is_finished());
         let ready = !pending.is_empty()
-            && (pending.len() >= s.batch_size || pending_since.elapsed() >= s.batch_wait);
+            && (pending.len() >= ctx.throttle.batch_size()
+                || pending_since.elapsed() >= s.batch_wait);
         if idle && ready {
             match broker.high_depth().await {
                 Ok(0) => {
@@ -91,7 +97,7 @@ pub async fn serve(
                     drop(permit);
                 });
             }
-            next = low.next(), if idle && pending.len() < s.batch_size => {
+            next = low.next(), if idle && pending.len() < ctx.throttle.batch_size() => {
                 let Some(delivery) = next else { break Err(closed("migration consumer")) };
                 match delivery {
                     Ok(d) => {
@@ -104,6 +110,7 @@ pub async fn serve(
                 }
             }
             _ = tick.tick() => {}
+            _ = caps.tick() => refresh_cap(&ctx, &broker).await,
         }
     };
 
@@ -132,6 +139,16 @@ pub async fn serve(
             .await;
     }
     result
+}
+
+async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
+    let cap = ctx.control.cap().await;
+    let workers = broker.consumers(&broker.names.migration).await;
+    match (cap, workers) {
+        (Ok(cap), Ok(workers)) => ctx.throttle.set_cap(cap.unwrap_or(0), u64::from(workers)),
+        (Err(e), _) => tracing::debug!(error = %e, "cannot read the migration cap"),
+        (_, Err(e)) => tracing::debug!(error = %e, "cannot count migration consumers"),
+    }
 }
 
 fn closed(what: &str) -> QueueError {
@@ -200,8 +217,17 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
     if msgs.is_empty() {
         return;
     }
+    ctx.throttle.admit(msgs.len()).await;
+    let pressure_before = ctx
+        .index_pressure
+        .load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let (dispositions, report) = migration::process(&ctx, &msgs).await;
+    let pressured = ctx
+        .index_pressure
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > pressure_before;
+    ctx.throttle.record(started.elapsed(), pressured);
     metrics::histogram!("ferry_batch_seconds").record(started.elapsed().as_secs_f64());
     for (outcome, n) in [
         ("migrated", report.migrated),

@@ -74,8 +74,12 @@ async fn process_inner(
         .filter(|m| m.target == target)
         .map(|m| m.id.clone())
         .collect();
-    let current: HashMap<DocId, StoredDoc> = retry(&ctx.policy, "mget Current", || {
-        ctx.index.mget(&ctx.aliases.current, &ids)
+    let current: HashMap<DocId, StoredDoc> = retry(&ctx.policy, "mget Current", || async {
+        let r = ctx.index.mget(&ctx.aliases.current, &ids).await;
+        if r.as_ref().is_err_and(|e| e.is_transient()) {
+            pressure(ctx);
+        }
+        r
     })
     .await?
     .into_iter()
@@ -168,6 +172,12 @@ async fn process_inner(
     Ok(())
 }
 
+/// Notes a sign of index overload, for the throttle.
+fn pressure(ctx: &Ctx) {
+    ctx.index_pressure
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Sends a bulk request, retrying transient failures of the request and of
 /// single items within the budget; returns one result per op, in order.
 async fn bulk_with_retry(ctx: &Ctx, ops: &[BulkOp]) -> Result<Vec<BulkItem>, IndexError> {
@@ -177,10 +187,20 @@ async fn bulk_with_retry(ctx: &Ctx, ops: &[BulkOp]) -> Result<Vec<BulkItem>, Ind
     let mut attempt = 0;
     while !todo.is_empty() {
         let batch: Vec<BulkOp> = todo.iter().map(|&i| ops[i].clone()).collect();
-        let items = retry(&ctx.policy, "bulk", || ctx.index.bulk(&batch)).await?;
+        let items = retry(&ctx.policy, "bulk", || async {
+            let r = ctx.index.bulk(&batch).await;
+            if r.as_ref().is_err_and(|e| e.is_transient()) {
+                pressure(ctx);
+            }
+            r
+        })
+        .await?;
         let mut again = Vec::new();
         for (i, item) in todo.iter().copied().zip(items) {
             let transient = matches!(&item.result, Err(e) if e.is_transient());
+            if transient {
+                pressure(ctx);
+            }
             if transient && started.elapsed() < ctx.policy.budget {
                 again.push(i);
             } else {

@@ -11,6 +11,7 @@ pub mod migration;
 pub mod run;
 pub mod scanner;
 pub mod state;
+pub mod throttle;
 
 pub use context::Ctx;
 pub use run::run;
