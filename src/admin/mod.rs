@@ -112,18 +112,9 @@ pub async fn spawn(
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let ctx = &st.ctx;
-    let mut problems = Vec::new();
-    if let Err(e) = ctx.index.ping().await {
-        problems.push(format!("index: {e}"));
-    }
+    let mut problems = crate::worker::health::problems(ctx).await;
     if !ctx.broker_up.load(Ordering::Relaxed) {
         problems.push("broker: not connected".to_string());
-    }
-    if let Err(e) = ctx.stores.originals.ping().await {
-        problems.push(format!("s3: {e}"));
-    }
-    if let Err(e) = ctx.stores.edits.ping().await {
-        problems.push(format!("dynamodb: {e}"));
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready".to_string())

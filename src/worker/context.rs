@@ -28,6 +28,8 @@ pub struct Ctx {
     pub throttle: super::throttle::Throttle,
     /// Transient index failures seen by the migration path (pressure).
     pub index_pressure: std::sync::atomic::AtomicU64,
+    /// Whether the index and stores answer.
+    pub health: super::health::Health,
     /// True while the consumers are connected to the broker (readiness).
     pub broker_up: std::sync::atomic::AtomicBool,
 }
@@ -52,6 +54,7 @@ impl Ctx {
             state,
             throttle,
             broker_up: Default::default(),
+            health: Default::default(),
             index_pressure: Default::default(),
         })
     }

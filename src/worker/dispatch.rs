@@ -10,7 +10,7 @@ use super::edits::{apply, EditError};
 use super::locks::IdLocks;
 use super::migration::{self, Disposition};
 use crate::queue::{Broker, Message, QueueError};
-use crate::retry::retry;
+use crate::retry::{retry, Transient};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -56,6 +56,12 @@ pub async fn serve(
     caps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
+        if ctx.health.is_degraded() {
+            super::health::wait_until_up(&ctx, &shutdown).await;
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
+        }
         let idle = batch.as_ref().is_none_or(|b| b.is_finished());
         let ready = !pending.is_empty()
             && (pending.len() >= ctx.throttle.batch_size()
@@ -129,14 +135,8 @@ pub async fn serve(
             "in-flight work did not finish before the shutdown deadline; it will be redelivered"
         );
     }
-    for d in pending {
-        let _ = d
-            .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await;
+    for d in &pending {
+        requeue(d).await;
     }
     result
 }
@@ -187,7 +187,23 @@ async fn handle_doc(ctx: &Ctx, broker: &Broker, locks: &IdLocks, queue: &str, d:
         Err(EditError::Projection(p)) => {
             reject(broker, queue, d, "projection-failed", &p.to_string()).await
         }
+        Err(e) if e.is_transient() && !super::health::problems(ctx).await.is_empty() => {
+            // The index or a store is down, not this message: keep it and
+            // let the dispatcher wait for them.
+            ctx.health.degrade();
+            requeue(&d).await;
+        }
         Err(e) => reject(broker, queue, d, "write-failed", &e.to_string()).await,
+    }
+}
+
+async fn requeue(d: &Delivery) {
+    let opts = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(e) = d.acker.nack(opts).await {
+        tracing::warn!(error = %e, "nack failed; the message will be redelivered");
     }
 }
 
@@ -244,18 +260,13 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
         ms = started.elapsed().as_millis() as u64,
         "migration batch"
     );
+    if report.requeued > 0 && !super::health::problems(&ctx).await.is_empty() {
+        ctx.health.degrade();
+    }
     for (d, disp) in kept.iter().zip(dispositions) {
         match disp {
             Disposition::Ack => ack(d).await,
-            Disposition::Requeue => {
-                let _ = d
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
-            }
+            Disposition::Requeue => requeue(d).await,
         }
     }
 }
@@ -282,13 +293,7 @@ async fn reject(broker: &Broker, queue: &str, d: Delivery, reason: &str, error: 
         Ok(()) => ack(&d).await,
         Err(e) => {
             tracing::error!(message_id, error = %e, "cannot dead-letter; requeueing instead");
-            let _ = d
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await;
+            requeue(&d).await;
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod edits;
+pub mod health;
 pub mod lease;
 pub mod locks;
 pub mod migration;
