@@ -3,6 +3,8 @@
 //! `infra/test.sh`), so tests run in parallel and never see each other's data.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use ferry::config::Settings;
 use ferry::queue::Broker;
 use ferry::types::{DocId, IndexName};
@@ -23,7 +25,11 @@ pub struct TestEnv {
 
 /// A short unique name stem: `<tag><8 hex>`, lower case.
 pub fn unique(tag: &str) -> String {
-    format!("{}{}", tag.to_lowercase(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{}{}",
+        tag.to_lowercase(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 impl TestEnv {
@@ -32,7 +38,8 @@ impl TestEnv {
     pub async fn new(tag: &str) -> TestEnv {
         let name = unique(tag);
         let mut s = Settings::from_env().expect("settings from the environment");
-        let n = |suffix: &str| IndexName::parse(format!("{name}_{suffix}")).expect("valid alias name");
+        let n =
+            |suffix: &str| IndexName::parse(format!("{name}_{suffix}")).expect("valid alias name");
         s.current_alias = n("Current");
         s.migration_alias = n("Migration");
         s.historical_alias = n("Historical");
@@ -51,9 +58,15 @@ impl TestEnv {
         s.lease_ttl = Duration::from_secs(3);
         s.state_ttl = Duration::from_millis(200);
         s.shutdown_deadline = Duration::from_secs(10);
-        ferry::stores::setup::ensure_all(&s).await.expect("bucket and tables");
+        ferry::stores::setup::ensure_all(&s)
+            .await
+            .expect("bucket and tables");
         let ctx = Ctx::new(s.clone()).await.expect("clients");
-        TestEnv { settings: s, ctx, name }
+        TestEnv {
+            settings: s,
+            ctx,
+            name,
+        }
     }
 
     /// A broker connection (declares this environment's topology).
@@ -63,9 +76,16 @@ impl TestEnv {
 
     /// Seeds `count` documents (none broken) and returns their ids.
     pub async fn seed(&self, count: usize, broken: usize) -> Vec<DocId> {
-        let opts = ferry::seed::SeedOptions { count, seed: 7, broken, id_prefix: format!("{}-", self.name) };
+        let opts = ferry::seed::SeedOptions {
+            count,
+            seed: 7,
+            broken,
+            id_prefix: format!("{}-", self.name),
+        };
         ferry::seed::seed(&self.ctx, &opts).await.expect("seed");
-        (0..count).map(|i| ferry::seed::data::id_of(&opts.id_prefix, i)).collect()
+        (0..count)
+            .map(|i| ferry::seed::data::id_of(&opts.id_prefix, i))
+            .collect()
     }
 
     /// Every setting as the `FERRY_*` environment of a worker process.
@@ -165,7 +185,10 @@ impl Worker {
 
     /// Sends a signal (`SIGTERM`, `SIGKILL`, ...).
     pub fn signal(&self, sig: &str) {
-        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
     }
 
     /// Waits for exit within `limit`; returns the exit code.
@@ -188,7 +211,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
