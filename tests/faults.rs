@@ -556,7 +556,7 @@ async fn secrets_never_reach_logs_errors_or_status() {
         ("AWS_SECRET_ACCESS_KEY", secrets[3]),
         ("FERRY_AMQP_URL", bad_amqp.as_str()),
     ];
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("worker")
         .envs(env.env())
         .envs(extra)
@@ -566,7 +566,20 @@ async fn secrets_never_reach_logs_errors_or_status() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    // Drain both pipes while the worker runs: a full pipe would block its logging.
+    let drain = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     eventually(Duration::from_secs(30), "admin up", || async {
         http.get(format!("{base}/healthz"))
@@ -590,20 +603,18 @@ async fn secrets_never_reach_logs_errors_or_status() {
     }
     // Let it fail to connect a few times, with debug logs on.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(http);
     let pid = child.id().unwrap();
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()
         .unwrap();
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(status.success(), "worker exit: {status:?}");
+    let logs = format!("{}{}", stdout.await.unwrap(), stderr.await.unwrap());
     assert!(
         logs.contains("guest:***@"),
         "expected a redacted broker URL in the logs:\n{}",
