@@ -68,7 +68,7 @@ fn unauthorized() -> Response {
 }
 
 fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    let _ = token_ok(&st.ctx.settings.admin_token, bearer(headers)); bearer(headers).is_some()
+    token_ok(&st.ctx.settings.admin_token, bearer(headers))
 }
 
 type ApiResult = Result<Response, ApiError>;
