@@ -183,34 +183,28 @@ impl Broker {
         .await
     }
 
-    /// Ready messages in a queue (not counting those delivered and unacked).
-    pub async fn depth(&self, queue: &str) -> Result<u32, QueueError> {
+    /// Declares `queue` passively: its counts, without creating it.
+    async fn inspect(&self, queue: &str) -> Result<lapin::Queue, QueueError> {
         let opts = QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
-        let q = timed(
+        timed(
             "queue.declare passive",
             self.inspector
                 .queue_declare(queue.into(), opts, FieldTable::default()),
         )
-        .await?;
-        Ok(q.message_count())
+        .await
+    }
+
+    /// Ready messages in a queue (not counting those delivered and unacked).
+    pub async fn depth(&self, queue: &str) -> Result<u32, QueueError> {
+        Ok(self.inspect(queue).await?.message_count())
     }
 
     /// Consumers attached to a queue (workers sharing the migration cap).
     pub async fn consumers(&self, queue: &str) -> Result<u32, QueueError> {
-        let opts = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let q = timed(
-            "queue.declare passive",
-            self.inspector
-                .queue_declare(queue.into(), opts, FieldTable::default()),
-        )
-        .await?;
-        Ok(q.consumer_count())
+        Ok(self.inspect(queue).await?.consumer_count())
     }
 
     /// Ready messages in all high-priority queues.
