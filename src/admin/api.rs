@@ -18,6 +18,7 @@ use serde_json::json;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/status", get(status))
+        .route("/api/worker", get(worker))
         .route("/api/failures", get(failures))
         .route("/api/record", get(record))
         .route("/api/verify", get(verify))
@@ -80,6 +81,18 @@ fn ok(v: impl serde::Serialize) -> ApiResult {
 async fn status(State(st): State<AppState>) -> ApiResult {
     let broker = st.broker().await;
     ok(ops::status::status(&st.ctx, broker.as_deref()).await?)
+}
+
+/// This worker's own view: identity, scan lease, health, throttle.
+async fn worker(State(st): State<AppState>) -> ApiResult {
+    use std::sync::atomic::Ordering;
+    ok(json!({
+        "owner": st.lease.owner,
+        "holds_scan_lease": st.lease.held(),
+        "broker_connected": st.ctx.broker_up.load(Ordering::Relaxed),
+        "degraded": st.ctx.health.is_degraded(),
+        "throttle": st.ctx.throttle.state(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
