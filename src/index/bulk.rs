@@ -3,9 +3,10 @@
 
 use super::client::{Body, IndexClient, IndexError, Target};
 use super::docs::{write_outcome, Write};
-use crate::types::{DocId, Version};
+use crate::types::{DocId, IndexName, Version};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// One bulk action.
 #[derive(Debug, Clone)]
@@ -101,13 +102,49 @@ impl IndexClient {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        // Versioned deletes ignore `require_alias` and would auto-create a
+        // missing alias as an index: send them to the index their alias
+        // points to now, and skip them when it points nowhere.
+        let mut resolved: HashMap<IndexName, Option<IndexName>> = HashMap::new();
+        let mut sent: Vec<bool> = Vec::with_capacity(ops.len());
         let mut body = String::with_capacity(ops.len() * 512);
         for op in ops {
-            op.write_lines(&mut body);
+            match op {
+                BulkOp::DeleteExternal {
+                    to: to @ Target::Alias(alias),
+                    id,
+                    version,
+                } => {
+                    if !resolved.contains_key(alias) {
+                        let index = self.delete_target(to).await?;
+                        resolved.insert(alias.clone(), index);
+                    }
+                    match &resolved[alias] {
+                        Some(index) => {
+                            BulkOp::DeleteExternal {
+                                to: Target::Index(index.clone()),
+                                id: id.clone(),
+                                version: *version,
+                            }
+                            .write_lines(&mut body);
+                            sent.push(true);
+                        }
+                        None => sent.push(false),
+                    }
+                }
+                _ => {
+                    op.write_lines(&mut body);
+                    sent.push(true);
+                }
+            }
         }
-        let reply = self
-            .call(Method::POST, "/_bulk", Some(Body::NdJson(body)))
-            .await?;
+        let expected = sent.iter().filter(|s| **s).count();
+        let reply = if expected == 0 {
+            json!({ "items": [] })
+        } else {
+            self.call(Method::POST, "/_bulk", Some(Body::NdJson(body)))
+                .await?
+        };
         let items = reply
             .get("items")
             .and_then(Value::as_array)
@@ -115,16 +152,24 @@ impl IndexClient {
                 op: "POST _bulk".into(),
                 detail: "no items array".into(),
             })?;
-        if items.len() != ops.len() {
+        if items.len() != expected {
             return Err(IndexError::Decode {
                 op: "POST _bulk".into(),
-                detail: format!("{} items for {} actions", items.len(), ops.len()),
+                detail: format!("{} items for {} actions", items.len(), expected),
             });
         }
+        let mut items = items.iter();
         Ok(ops
             .iter()
-            .zip(items)
-            .map(|(op, item)| {
+            .zip(sent)
+            .map(|(op, sent)| {
+                // Only sent actions have an item (their count was checked).
+                let Some(item) = sent.then(|| items.next()).flatten() else {
+                    return BulkItem {
+                        id: op.id().clone(),
+                        result: Ok(Write::NoAlias),
+                    };
+                };
                 let inner = item
                     .as_object()
                     .and_then(|o| o.values().next())

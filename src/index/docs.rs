@@ -177,9 +177,12 @@ impl IndexClient {
         id: &DocId,
         version: Version,
     ) -> Result<Write, IndexError> {
+        let Some(index) = self.delete_target(to).await? else {
+            return Ok(Write::NoAlias);
+        };
         let path = format!(
             "{}?version={}&version_type=external",
-            doc_path(to.name(), "_doc", id),
+            doc_path(&index, "_doc", id),
             version.get()
         );
         let reply = self.send(Method::DELETE, &path, None).await?;
@@ -236,6 +239,48 @@ impl IndexClient {
             )
             .await?;
         write_outcome("POST _update", reply.status, &reply.body, Write::Conflict)
+    }
+}
+
+impl IndexClient {
+    /// Where an external-version delete must go. Such deletes ignore
+    /// `require_alias` and auto-create a missing index, so a delete through
+    /// an alias that does not exist would create a stray index named like the
+    /// alias (or fail with 400 for a mixed-case alias name). The alias is
+    /// therefore resolved right before the delete: `None` when it does not
+    /// exist (skipped, like every write through a missing alias).
+    pub(crate) async fn delete_target(&self, to: &Target) -> Result<Option<IndexName>, IndexError> {
+        let alias = match to {
+            Target::Index(index) => return Ok(Some(index.clone())),
+            Target::Alias(alias) => alias,
+        };
+        let reply = self
+            .send(
+                Method::GET,
+                &format!("/_alias/{}", segment(alias.as_str())),
+                None,
+            )
+            .await?;
+        match reply.status.as_u16() {
+            404 => Ok(None),
+            200 => {
+                let indices = reply.body.as_object().map(|m| m.keys().collect::<Vec<_>>());
+                match indices.as_deref() {
+                    Some([]) => Ok(None),
+                    Some([only]) => {
+                        IndexName::parse(only.as_str())
+                            .map(Some)
+                            .map_err(|e| IndexError::Decode {
+                                op: "GET _alias".into(),
+                                detail: e.to_string(),
+                            })
+                    }
+                    // Several indices: the server picks the write index (or refuses).
+                    _ => Ok(Some(alias.clone())),
+                }
+            }
+            _ => Err(status_error("GET _alias", reply.status, &reply.body)),
+        }
     }
 }
 

@@ -94,6 +94,13 @@ impl IndexClient {
         if let Some(id) = os.body.get("pit_id").and_then(Value::as_str) {
             return Ok((id.to_string(), Dialect::OpenSearch));
         }
+        // OpenSearch understood the request and failed (missing index,
+        // overload): that is the answer. Asking the Elasticsearch endpoint
+        // would only replace it with a permanent "no handler found" 400.
+        let os_error = super::client::status_error("open point in time", os.status, &os.body);
+        if os_error.is_missing_index() || crate::retry::Transient::is_transient(&os_error) {
+            return Err(os_error);
+        }
         let es = self
             .call(
                 Method::POST,
@@ -137,14 +144,16 @@ impl IndexClient {
         size: usize,
         examples: usize,
     ) -> Result<Vec<TermBucket>, IndexError> {
-        let body = json!({
+        let mut body = json!({
             "size": 0,
             "query": query,
-            "aggs": { "t": {
-                "terms": { "field": field, "size": size },
-                "aggs": { "ex": { "top_hits": { "size": examples, "_source": false } } }
-            }}
+            "aggs": { "t": { "terms": { "field": field, "size": size } } }
         });
+        // top_hits refuses size 0: ask for examples only when some are wanted.
+        if examples > 0 {
+            body["aggs"]["t"]["aggs"] =
+                json!({ "ex": { "top_hits": { "size": examples, "_source": false } } });
+        }
         let reply = self.search(index, body).await?;
         let buckets = reply
             .pointer("/aggregations/t/buckets")
