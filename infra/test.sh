@@ -11,6 +11,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# In CI, start the in-memory services afresh: every run leaves indices,
+# buckets and tables behind, and nobody else uses the stack then.
+if [ "${CI:-}" = true ]; then
+  infra/stack.sh down
+fi
 infra/stack.sh up
 # The browser test drives Debian's Chromium through chromedriver.
 if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,264 @@
+//! Scale-out: three `ferry worker` processes migrate 20,000 documents
+//! (`FERRY_SCALE_DOCS` overrides) while edits flow. At most one holds the
+//! scan lease at any moment, every worker processes a share, killing the
+//! lease holder and then another worker loses nothing, and the final state
+//! equals the stores.
+
+mod support;
+
+use ferry::ops;
+use ferry::seed::pipeline::Pipeline;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{eventually, TestEnv, Worker};
+
+struct Replica {
+    worker: Worker,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(env: &TestEnv) -> Replica {
+    let port = free_port();
+    let worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &format!("127.0.0.1:{port}"))]);
+    Replica {
+        worker,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn view(http: &reqwest::Client, base: &str) -> Option<Value> {
+    http.get(format!("{base}/api/worker"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Migration messages this worker wrote, from its Prometheus metrics.
+async fn migrated_by(http: &reqwest::Client, base: &str) -> u64 {
+    let Ok(resp) = http.get(format!("{base}/metrics")).send().await else {
+        return 0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("ferry_messages_total{")
+                && l.contains(r#"outcome="migrated""#)
+                && l.contains(r#"queue="migration""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_share_the_work_one_scans_and_any_can_die() {
+    let docs: usize = std::env::var("FERRY_SCALE_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut env = TestEnv::new("so").await;
+    env.settings.lease_ttl = Duration::from_secs(3);
+    env.settings.batch_size = 50;
+    env.settings.scan_page = 250;
+    env.settings.max_queued = 1000;
+    let ids = env.seed(docs, 0).await;
+    ops::lifecycle::start(&env.ctx, &env.settings.mapping)
+        .await
+        .unwrap();
+    let st = env.ctx.index.alias_state(&env.ctx.aliases).await.unwrap();
+    let (current, target) = (st.current_index().unwrap(), st.migration_index().unwrap());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let replicas = Arc::new(tokio::sync::Mutex::new(vec![
+        spawn(&env),
+        spawn(&env),
+        spawn(&env),
+    ]));
+
+    // Watch the lease from the workers' own point of view throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most_holders = Arc::new(AtomicUsize::new(0));
+    let monitor = {
+        let (replicas, stop, most, http) = (
+            replicas.clone(),
+            stop.clone(),
+            most_holders.clone(),
+            http.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let bases: Vec<String> = replicas
+                    .lock()
+                    .await
+                    .iter()
+                    .map(|r| r.base.clone())
+                    .collect();
+                let mut holders = 0;
+                for b in &bases {
+                    if view(&http, b)
+                        .await
+                        .is_some_and(|v| v["holds_scan_lease"] == true)
+                    {
+                        holders += 1;
+                    }
+                }
+                most.fetch_max(holders, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // Edits flow during the whole migration.
+    let edits = {
+        let stop = stop.clone();
+        let ids = ids.clone();
+        let ctx_env = TestEnv {
+            settings: env.settings.clone(),
+            ctx: ferry::worker::Ctx::new(env.settings.clone()).await.unwrap(),
+            name: env.name.clone(),
+        };
+        tokio::spawn(async move {
+            let broker = ctx_env.broker().await;
+            let pipeline = Pipeline::new(&ctx_env.ctx, &broker, 77);
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let id = &ids[(n * 7919) % ids.len()];
+                pipeline.edit(id).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            n
+        })
+    };
+    let done_fraction = |f: f64| {
+        let (env, current, target) = (&env, current.clone(), target.clone());
+        async move {
+            eventually(Duration::from_secs(600), "migration progress", || async {
+                let p = ops::lifecycle::progress(&env.ctx, &current, &target)
+                    .await
+                    .ok()?;
+                ((p.migrated + p.failed) as f64 >= f * p.total as f64).then_some(())
+            })
+            .await
+        }
+    };
+
+    done_fraction(0.25).await;
+    {
+        let rs = replicas.lock().await;
+        for r in rs.iter() {
+            let n = migrated_by(&http, &r.base).await;
+            assert!(
+                n > 0,
+                "worker at {} processed no migration messages",
+                r.base
+            );
+        }
+    }
+    // Kill the lease holder: another replica must take over within the lease time.
+    {
+        let mut rs = replicas.lock().await;
+        let mut holder = None;
+        for (i, r) in rs.iter().enumerate() {
+            if view(&http, &r.base)
+                .await
+                .is_some_and(|v| v["holds_scan_lease"] == true)
+            {
+                holder = Some(i);
+            }
+        }
+        let i = holder.expect("a worker holds the scan lease");
+        rs[i].worker.signal("KILL");
+        rs[i].worker.wait(Duration::from_secs(10)).await;
+        let killed_at = std::time::Instant::now();
+        let others: Vec<String> = rs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, r)| r.base.clone())
+            .collect();
+        drop(rs);
+        eventually(
+            Duration::from_secs(3 + 10),
+            "another worker to take the scan lease",
+            || async {
+                for b in &others {
+                    if view(&http, b)
+                        .await
+                        .is_some_and(|v| v["holds_scan_lease"] == true)
+                    {
+                        return Some(());
+                    }
+                }
+                None
+            },
+        )
+        .await;
+        eprintln!("lease handed over {:?} after the kill", killed_at.elapsed());
+        let mut rs = replicas.lock().await;
+        rs[i] = spawn(&env);
+    }
+    done_fraction(0.6).await;
+    // Then a worker that is not scanning.
+    {
+        let mut rs = replicas.lock().await;
+        let mut victim = 0;
+        for (i, r) in rs.iter().enumerate() {
+            if view(&http, &r.base)
+                .await
+                .is_some_and(|v| v["holds_scan_lease"] == false)
+            {
+                victim = i;
+            }
+        }
+        rs[victim].worker.signal("KILL");
+        rs[victim].worker.wait(Duration::from_secs(10)).await;
+        rs[victim] = spawn(&env);
+    }
+    done_fraction(1.0).await;
+    stop.store(true, Ordering::SeqCst);
+    let edited = edits.await.unwrap();
+    monitor.await.unwrap();
+    assert!(edited > 0);
+    assert_eq!(
+        most_holders.load(Ordering::SeqCst),
+        1,
+        "more than one worker held the scan lease at once"
+    );
+
+    let broker = env.broker().await;
+    eventually(
+        Duration::from_secs(120),
+        "queues to drain and a clean verify",
+        || async {
+            if broker.high_depth().await.ok()? != 0
+                || broker.depth(&broker.names.migration).await.ok()? != 0
+            {
+                return None;
+            }
+            let r = ops::verify::verify(&env.ctx, ops::verify::Scope::All)
+                .await
+                .ok()?;
+            r.differences.is_empty().then_some(())
+        },
+    )
+    .await;
+    let p = ops::lifecycle::progress(&env.ctx, &current, &target)
+        .await
+        .unwrap();
+    assert_eq!((p.to_go, p.failed), (0, 0), "{p:?}");
+    assert_eq!(p.migrated, p.total);
+}
