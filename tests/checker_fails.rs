@@ -14,12 +14,22 @@ async fn skipping_dual_writes_is_caught() {
     let mut plan = harness::Plan::ci(4242);
     plan.fault = Some("skip-dual-write".into());
     let out = harness::run(plan).await;
-    assert!(!out.problems.is_empty(), "the checker missed a broken rule\n{}", out.report);
     assert!(
-        out.problems.iter().any(|p| p.contains("but the stores are at")),
+        !out.problems.is_empty(),
+        "the checker missed a broken rule\n{}",
+        out.report
+    );
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.contains("but the stores are at")),
         "expected stale documents, got: {:?}",
         out.problems
     );
     assert!(out.report.contains("seed 4242"), "{}", out.report);
-    assert!(out.report.contains(" edit -> v") || out.report.contains(" upload -> v"), "no history in the report:\n{}", out.report);
+    assert!(
+        out.report.contains(" edit -> v") || out.report.contains(" upload -> v"),
+        "no history in the report:\n{}",
+        out.report
+    );
 }

@@ -11,10 +11,21 @@ mod support;
 async fn seeds(base: u64) {
     for seed in harness::seeds(base, 5) {
         let out = harness::run(harness::Plan::ci(seed)).await;
-        assert!(out.ops >= 500, "seed {seed}: only {} operations ran", out.ops);
+        assert!(
+            out.ops >= 500,
+            "seed {seed}: only {} operations ran",
+            out.ops
+        );
         assert!(out.kills >= 1, "seed {seed}: no worker was killed");
-        assert!(out.problems.is_empty(), "inconsistency found\n{}", out.report);
-        eprintln!("seed {seed}: consistent after {} operations and {} kill(s)", out.ops, out.kills);
+        assert!(
+            out.problems.is_empty(),
+            "inconsistency found\n{}",
+            out.report
+        );
+        eprintln!(
+            "seed {seed}: consistent after {} operations and {} kill(s)",
+            out.ops, out.kills
+        );
     }
 }
 
@@ -43,13 +54,23 @@ async fn seeds_16_to_20() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn soak() {
-    let minutes: u64 = std::env::var("FERRY_SOAK_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(10);
-    let mut seed: u64 = std::env::var("FERRY_SOAK_FROM").ok().and_then(|m| m.parse().ok()).unwrap_or(1000);
+    let minutes: u64 = std::env::var("FERRY_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(10);
+    let mut seed: u64 = std::env::var("FERRY_SOAK_FROM")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1000);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(minutes * 60);
     let mut passed = 0;
     while std::time::Instant::now() < until {
         let out = harness::run(harness::Plan::ci(seed)).await;
-        assert!(out.problems.is_empty(), "inconsistency found after {passed} good seeds\n{}", out.report);
+        assert!(
+            out.problems.is_empty(),
+            "inconsistency found after {passed} good seeds\n{}",
+            out.report
+        );
         passed += 1;
         seed += 1;
     }

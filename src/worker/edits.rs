@@ -94,7 +94,10 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
                 // The alias moved under us (completion or abandon): read the
                 // state again, so the Historical decision below is current.
                 ctx.state.invalidate().await;
-                state = ctx.state.get(&ctx.index, &ctx.aliases, &ctx.control).await?;
+                state = ctx
+                    .state
+                    .get(&ctx.index, &ctx.aliases, &ctx.control)
+                    .await?;
             }
         }
     }

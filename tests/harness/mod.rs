@@ -44,7 +44,14 @@ pub struct Plan {
 impl Plan {
     /// The CI plan for a seed.
     pub fn ci(seed: u64) -> Self {
-        Self { seed, ops: 500, publishers: 3, initial_docs: 40, id_space: 70, fault: None }
+        Self {
+            seed,
+            ops: 500,
+            publishers: 3,
+            initial_docs: 40,
+            id_space: 70,
+            fault: None,
+        }
     }
 }
 
@@ -58,7 +65,12 @@ pub struct History {
 
 impl History {
     fn at(&self) -> String {
-        format!("{:>7.3}s", self.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0))
+        format!(
+            "{:>7.3}s",
+            self.started
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or(0.0)
+        )
     }
     fn doc(&mut self, id: &DocId, what: String) {
         let line = format!("{} {what}", self.at());
@@ -117,24 +129,45 @@ pub async fn run(plan: Plan) -> Outcomes {
     env.settings.rollback_window = Duration::from_secs(3600);
     let broker = env.broker().await;
     env.seed(plan.initial_docs, 0).await;
-    let ids: Vec<DocId> = (0..plan.id_space).map(|i| ferry::seed::data::id_of(&format!("{}-", env.name), i)).collect();
+    let ids: Vec<DocId> = (0..plan.id_space)
+        .map(|i| ferry::seed::data::id_of(&format!("{}-", env.name), i))
+        .collect();
     let run = Arc::new(Run {
         env,
         broker,
         plan: plan.clone(),
         ids,
-        history: Mutex::new(History { started: Some(Instant::now()), ..Default::default() }),
+        history: Mutex::new(History {
+            started: Some(Instant::now()),
+            ..Default::default()
+        }),
         done: AtomicUsize::new(0),
         switched: AtomicBool::new(false),
         switching: AtomicBool::new(false),
         reborn_after_switch: Mutex::new(BTreeSet::new()),
         stale: Mutex::new(Vec::new()),
     });
-    let fault: Vec<(&str, &str)> = plan.fault.as_deref().map(|f| vec![("FERRY_FAULT", f)]).unwrap_or_default();
-    let workers = Arc::new(tokio::sync::Mutex::new(vec![run.env.spawn_worker_with(&fault), run.env.spawn_worker_with(&fault)]));
+    let fault: Vec<(&str, &str)> = plan
+        .fault
+        .as_deref()
+        .map(|f| vec![("FERRY_FAULT", f)])
+        .unwrap_or_default();
+    let workers = Arc::new(tokio::sync::Mutex::new(vec![
+        run.env.spawn_worker_with(&fault),
+        run.env.spawn_worker_with(&fault),
+    ]));
 
-    let publishers: Vec<_> = (0..plan.publishers).map(|p| tokio::spawn(publish(run.clone(), p as u64))).collect();
-    let controller = control(run.clone(), workers.clone(), fault.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let publishers: Vec<_> = (0..plan.publishers)
+        .map(|p| tokio::spawn(publish(run.clone(), p as u64)))
+        .collect();
+    let controller = control(
+        run.clone(),
+        workers.clone(),
+        fault
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     let kills = controller.await;
     for p in publishers {
         p.await.expect("publisher task");
@@ -144,7 +177,12 @@ pub async fn run(plan: Plan) -> Outcomes {
     let problems = settle_and_check(&run).await;
     drop(workers);
     let report = report(&run, &problems);
-    Outcomes { ops: run.done.load(Ordering::SeqCst), kills, problems, report }
+    Outcomes {
+        ops: run.done.load(Ordering::SeqCst),
+        kills,
+        problems,
+        report,
+    }
 }
 
 /// One publisher: edits (50%), uploads and re-uploads (25%), deletes (15%),
@@ -157,10 +195,16 @@ async fn publish(run: Arc<Run>, p: u64) {
         let id = run.ids[rng.random_range(0..run.ids.len())].clone();
         let roll: f64 = rng.random();
         let result = if roll < 0.5 {
-            pipeline.edit(&id).await.map(|v| v.map(|v| format!("p{p} edit -> v{v}")).unwrap_or_else(|| format!("p{p} edit skipped (absent)")))
+            pipeline.edit(&id).await.map(|v| {
+                v.map(|v| format!("p{p} edit -> v{v}"))
+                    .unwrap_or_else(|| format!("p{p} edit skipped (absent)"))
+            })
         } else if roll < 0.75 {
             let before = run.switching.load(Ordering::SeqCst);
-            let r = pipeline.upload(&id).await.map(|v| format!("p{p} upload -> v{v}"));
+            let r = pipeline
+                .upload(&id)
+                .await
+                .map(|v| format!("p{p} upload -> v{v}"));
             // Created during or after the switch: the old index may rightly
             // hold it without an outcome record (it was never migrated).
             if before || run.switching.load(Ordering::SeqCst) {
@@ -168,11 +212,26 @@ async fn publish(run: Arc<Run>, p: u64) {
             }
             r
         } else if roll < 0.9 {
-            pipeline.delete(&id).await.map(|v| v.map(|v| format!("p{p} delete -> v{v}")).unwrap_or_else(|| format!("p{p} delete skipped (absent)")))
+            pipeline.delete(&id).await.map(|v| {
+                v.map(|v| format!("p{p} delete -> v{v}"))
+                    .unwrap_or_else(|| format!("p{p} delete skipped (absent)"))
+            })
         } else {
-            let kind = if rng.random_bool(0.5) { ferry::queue::DocKind::Edit } else { ferry::queue::DocKind::Upload };
-            let msg = ferry::queue::DocMessage { kind, id: id.clone(), version: None };
-            run.broker.publish_event(kind.as_str(), &msg.to_body()).await.map(|_| format!("p{p} duplicate {} message", kind.as_str())).map_err(OpsError::from)
+            let kind = if rng.random_bool(0.5) {
+                ferry::queue::DocKind::Edit
+            } else {
+                ferry::queue::DocKind::Upload
+            };
+            let msg = ferry::queue::DocMessage {
+                kind,
+                id: id.clone(),
+                version: None,
+            };
+            run.broker
+                .publish_event(kind.as_str(), &msg.to_body())
+                .await
+                .map(|_| format!("p{p} duplicate {} message", kind.as_str()))
+                .map_err(OpsError::from)
         };
         match result {
             Ok(line) => run.note(&id, line),
@@ -199,7 +258,14 @@ async fn stale_message(run: &Run, id: &DocId) -> Option<MigrateMessage> {
         Projection::Deleted { .. } => Payload::Deleted(true),
     };
     let version = ferry::types::Version::new(doc.version()).ok()?;
-    Some(MigrateMessage { id: id.clone(), target, version, seq_no: doc.seq_no, primary_term: doc.primary_term, payload })
+    Some(MigrateMessage {
+        id: id.clone(),
+        target,
+        version,
+        seq_no: doc.seq_no,
+        primary_term: doc.primary_term,
+        payload,
+    })
 }
 
 fn at(rng: &mut ChaCha8Rng, ops: usize, from: f64, to: f64) -> usize {
@@ -208,7 +274,11 @@ fn at(rng: &mut ChaCha8Rng, ops: usize, from: f64, to: f64) -> usize {
 
 /// The controller: performs the schedule's events when the publishers reach
 /// the chosen operation counts. Returns how many workers it killed.
-async fn control(run: Arc<Run>, workers: Arc<tokio::sync::Mutex<Vec<Worker>>>, fault: Vec<(String, String)>) -> usize {
+async fn control(
+    run: Arc<Run>,
+    workers: Arc<tokio::sync::Mutex<Vec<Worker>>>,
+    fault: Vec<(String, String)>,
+) -> usize {
     let ops = run.plan.ops;
     let mut rng = ChaCha8Rng::seed_from_u64(run.plan.seed ^ 0xC0FFEE);
     let start_at = at(&mut rng, ops, 0.0, 0.3);
@@ -229,13 +299,23 @@ async fn control(run: Arc<Run>, workers: Arc<tokio::sync::Mutex<Vec<Worker>>>, f
         }
     };
     let ctx = &run.env.ctx;
-    let fault_env: Vec<(&str, &str)> = fault.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let fault_env: Vec<(&str, &str)> = fault
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
 
     wait_for(start_at).await;
-    let started = ops::lifecycle::start(ctx, &run.env.settings.mapping).await.expect("start");
+    let started = ops::lifecycle::start(ctx, &run.env.settings.mapping)
+        .await
+        .expect("start");
     run.event(format!("start -> {}", started.index));
 
-    let mut steps: Vec<(usize, &str)> = vec![(pause_at, "pause"), (resume_at, "resume"), (kill_at, "kill"), (replay_at, "replay")];
+    let mut steps: Vec<(usize, &str)> = vec![
+        (pause_at, "pause"),
+        (resume_at, "resume"),
+        (kill_at, "kill"),
+        (replay_at, "replay"),
+    ];
     if let Some(k) = second_kill {
         steps.push((k, "kill"));
     }
@@ -247,8 +327,14 @@ async fn control(run: Arc<Run>, workers: Arc<tokio::sync::Mutex<Vec<Worker>>>, f
     for (n, what) in steps {
         wait_for(n).await;
         match what {
-            "pause" => run.event(format!("pause: {:?}", ops::lifecycle::pause(ctx).await.map(|c| c.done))),
-            "resume" => run.event(format!("resume: {:?}", ops::lifecycle::resume(ctx).await.map(|c| c.done))),
+            "pause" => run.event(format!(
+                "pause: {:?}",
+                ops::lifecycle::pause(ctx).await.map(|c| c.done)
+            )),
+            "resume" => run.event(format!(
+                "resume: {:?}",
+                ops::lifecycle::resume(ctx).await.map(|c| c.done)
+            )),
             "kill" => {
                 let mut ws = workers.lock().await;
                 let victim = rng.random_range(0..ws.len());
@@ -262,16 +348,34 @@ async fn control(run: Arc<Run>, workers: Arc<tokio::sync::Mutex<Vec<Worker>>>, f
                 let stale: Vec<MigrateMessage> = run.stale.lock().unwrap().drain(..).collect();
                 for m in &stale {
                     let _ = run.broker.publish_event("migrate", &m.to_body()).await;
-                    run.note(&m.id, format!("replayed a stale migrate message (v{} seq {})", m.version, m.seq_no));
+                    run.note(
+                        &m.id,
+                        format!(
+                            "replayed a stale migrate message (v{} seq {})",
+                            m.version, m.seq_no
+                        ),
+                    );
                 }
                 run.event(format!("replayed {} stale migrate messages", stale.len()));
             }
-            "abandon" => run.event(format!("abandon: {:?}", ops::lifecycle::abandon(ctx, true).await.map(|c| c.done))),
-            "restart" => run.event(format!("start again: {:?}", ops::lifecycle::start(ctx, &run.env.settings.mapping).await.map(|c| c.done))),
+            "abandon" => run.event(format!(
+                "abandon: {:?}",
+                ops::lifecycle::abandon(ctx, true).await.map(|c| c.done)
+            )),
+            "restart" => run.event(format!(
+                "start again: {:?}",
+                ops::lifecycle::start(ctx, &run.env.settings.mapping)
+                    .await
+                    .map(|c| c.done)
+            )),
             _ => unreachable!(),
         }
     }
-    if ops::lifecycle::healthy_state(ctx).await.map(|s| s.is_paused()).unwrap_or(false) {
+    if ops::lifecycle::healthy_state(ctx)
+        .await
+        .map(|s| s.is_paused())
+        .unwrap_or(false)
+    {
         let _ = ops::lifecycle::resume(ctx).await;
     }
     wait_for(complete_at).await;
@@ -312,10 +416,21 @@ async fn ensure_completed(run: &Run) {
 /// Waits for the queues to drain, then checks; with in-flight work the
 /// check is retried until it passes or the deadline ends.
 async fn settle_and_check(run: &Run) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(if run.plan.fault.is_some() { 25 } else { 90 });
+    let deadline =
+        Instant::now() + Duration::from_secs(if run.plan.fault.is_some() { 25 } else { 90 });
     loop {
-        let drained = run.broker.high_depth().await.unwrap_or(1) == 0 && run.broker.depth(&run.broker.names.migration).await.unwrap_or(1) == 0;
-        let problems = if drained { check(run).await } else { vec!["queues not drained".to_string()] };
+        let drained = run.broker.high_depth().await.unwrap_or(1) == 0
+            && run
+                .broker
+                .depth(&run.broker.names.migration)
+                .await
+                .unwrap_or(1)
+                == 0;
+        let problems = if drained {
+            check(run).await
+        } else {
+            vec!["queues not drained".to_string()]
+        };
         if problems.is_empty() || Instant::now() > deadline {
             return problems;
         }
@@ -334,7 +449,9 @@ async fn check(run: &Run) -> Vec<String> {
         Ok(s) => s,
         Err(e) => return vec![format!("cannot read aliases: {e}")],
     };
-    let Some(current) = st.current_index() else { return vec!["no Current index".into()] };
+    let Some(current) = st.current_index() else {
+        return vec!["no Current index".into()];
+    };
     let _ = ctx.index.refresh(&current).await;
     let in_index: BTreeMap<DocId, Value> = match all(ctx, &current, Value::Bool(true)).await {
         Ok(docs) => docs,
@@ -353,13 +470,25 @@ async fn check(run: &Run) -> Vec<String> {
                     o.remove("esInfo");
                 }
                 if body != d.to_json() {
-                    problems.push(format!("{id}: index holds version {} but the stores are at {}", body["version"], d.version));
+                    problems.push(format!(
+                        "{id}: index holds version {} but the stores are at {}",
+                        body["version"], d.version
+                    ));
                 }
             }
-            (Ok(Projection::Document(d)), None) => problems.push(format!("{id}: alive at version {} in the stores but missing from {current}", d.version)),
-            (Ok(Projection::Deleted { version, .. }), Some(_)) => problems.push(format!("{id}: deleted at version {version} but present in {current}")),
-            (Err(ProjectionError::MissingEdits), Some(_)) => problems.push(format!("{id}: never created but present in {current}")),
-            (Err(e), Some(_)) => problems.push(format!("{id}: cannot be projected ({e}) but present")),
+            (Ok(Projection::Document(d)), None) => problems.push(format!(
+                "{id}: alive at version {} in the stores but missing from {current}",
+                d.version
+            )),
+            (Ok(Projection::Deleted { version, .. }), Some(_)) => problems.push(format!(
+                "{id}: deleted at version {version} but present in {current}"
+            )),
+            (Err(ProjectionError::MissingEdits), Some(_)) => {
+                problems.push(format!("{id}: never created but present in {current}"))
+            }
+            (Err(e), Some(_)) => {
+                problems.push(format!("{id}: cannot be projected ({e}) but present"))
+            }
             (_, None) => {}
         }
     }
@@ -373,8 +502,12 @@ async fn check(run: &Run) -> Vec<String> {
         match all(ctx, &old, serde_json::json!(["esInfo"])).await {
             Ok(docs) => {
                 for (id, body) in docs {
-                    if !reborn.contains(&id) && records::outcome_of(&body, &current) != Outcome::Migrated {
-                        problems.push(format!("{id}: in {old} without a migratedTo {current} record"));
+                    if !reborn.contains(&id)
+                        && records::outcome_of(&body, &current) != Outcome::Migrated
+                    {
+                        problems.push(format!(
+                            "{id}: in {old} without a migratedTo {current} record"
+                        ));
                     }
                 }
             }
@@ -384,15 +517,30 @@ async fn check(run: &Run) -> Vec<String> {
     problems
 }
 
-async fn all(ctx: &ferry::worker::Ctx, index: &IndexName, source: Value) -> Result<BTreeMap<DocId, Value>, ferry::index::IndexError> {
-    let req = ScanRequest { query: serde_json::json!({ "match_all": {} }), page_size: 500, source };
+async fn all(
+    ctx: &ferry::worker::Ctx,
+    index: &IndexName,
+    source: Value,
+) -> Result<BTreeMap<DocId, Value>, ferry::index::IndexError> {
+    let req = ScanRequest {
+        query: serde_json::json!({ "match_all": {} }),
+        page_size: 500,
+        source,
+    };
     let pages: Vec<_> = ctx.index.scan(index, req).try_collect().await?;
-    Ok(pages.into_iter().flatten().map(|d| (d.id, d.source)).collect())
+    Ok(pages
+        .into_iter()
+        .flatten()
+        .map(|d| (d.id, d.source))
+        .collect())
 }
 
 fn report(run: &Run, problems: &[String]) -> String {
     let h = run.history.lock().unwrap();
-    let mut out = format!("seed {} ({} ops, replay with FERRY_SEED={})\nevents:\n", run.plan.seed, run.plan.ops, run.plan.seed);
+    let mut out = format!(
+        "seed {} ({} ops, replay with FERRY_SEED={})\nevents:\n",
+        run.plan.seed, run.plan.ops, run.plan.seed
+    );
     for e in &h.events {
         out.push_str(&format!("  {e}\n"));
     }
@@ -409,7 +557,10 @@ fn report(run: &Run, problems: &[String]) -> String {
 
 /// Seeds to run: `FERRY_SEED` replays one; otherwise `count` seeds from `base`.
 pub fn seeds(base: u64, count: u64) -> Vec<u64> {
-    match std::env::var("FERRY_SEED").ok().and_then(|s| s.parse().ok()) {
+    match std::env::var("FERRY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         Some(one) => vec![one],
         None => (base..base + count).collect(),
     }
