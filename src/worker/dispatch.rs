@@ -50,8 +50,8 @@ pub async fn serve(
     let mut tick = tokio::time::interval(s.batch_wait.max(std::time::Duration::from_millis(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    // The operator's cap is re-read every few seconds, and shared among
-    // the workers consuming the migration queue.
+    // Every few seconds: the operator's cap (shared among the workers
+    // consuming the migration queue) and the queue depths for /metrics.
     let mut caps = tokio::time::interval(std::time::Duration::from_secs(5));
     caps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -142,6 +142,20 @@ pub async fn serve(
 }
 
 async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
+    let names = &broker.names;
+    for (queue, name) in [
+        ("high", None),
+        ("migration", Some(&names.migration)),
+        ("dead_letters", Some(&names.dead_letters)),
+    ] {
+        let depth = match name {
+            Some(q) => broker.depth(q).await,
+            None => broker.high_depth().await,
+        };
+        if let Ok(d) = depth {
+            metrics::gauge!("ferry_queue_depth", "queue" => queue).set(f64::from(d));
+        }
+    }
     let cap = ctx.control.cap().await;
     let workers = broker.consumers(&broker.names.migration).await;
     match (cap, workers) {

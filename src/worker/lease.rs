@@ -112,6 +112,8 @@ async fn record_progress(ctx: &Ctx) {
             .index
             .count(&current, crate::index::records::failed(&target))
             .await?;
+        metrics::gauge!("ferry_migration_documents", "outcome" => "migrated").set(migrated as f64);
+        metrics::gauge!("ferry_migration_documents", "outcome" => "failed").set(failed as f64);
         Ok::<u64, crate::index::IndexError>(migrated + failed)
     };
     match done.await {
