@@ -108,10 +108,22 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
         .await?
         .ok_or(EditError::NoCurrent)?;
 
-    // 3. Historical, while a rollback is still possible.
+    // 3. Historical, while a rollback is still possible. An edit that wrote
+    // a migration may straddle the completion switch: read the state afresh
+    // so that it also reaches the index that just became Historical.
+    if applied.migration {
+        ctx.state.invalidate().await;
+        state = ctx
+            .state
+            .get(&ctx.index, &ctx.aliases, &ctx.control)
+            .await?;
+    }
     if state.historical_writes() {
         let historical = Target::Alias(ctx.aliases.historical.clone());
-        applied.historical = write_cas(ctx, &historical, &msg.id, &projection, None)
+        // Historical's records are about the index that replaced it: this
+        // document is now in Current, so it counts as migrated there.
+        let current = state.aliases.current_index();
+        applied.historical = write_cas(ctx, &historical, &msg.id, &projection, current.as_ref())
             .await?
             .unwrap_or(false);
     }

@@ -103,8 +103,6 @@ struct Run {
     history: Mutex<History>,
     done: AtomicUsize,
     switched: AtomicBool,
-    switching: AtomicBool,
-    reborn_after_switch: Mutex<BTreeSet<DocId>>,
     stale: Mutex<Vec<MigrateMessage>>,
 }
 
@@ -143,8 +141,6 @@ pub async fn run(plan: Plan) -> Outcomes {
         }),
         done: AtomicUsize::new(0),
         switched: AtomicBool::new(false),
-        switching: AtomicBool::new(false),
-        reborn_after_switch: Mutex::new(BTreeSet::new()),
         stale: Mutex::new(Vec::new()),
     });
     let fault: Vec<(&str, &str)> = plan
@@ -200,17 +196,10 @@ async fn publish(run: Arc<Run>, p: u64) {
                     .unwrap_or_else(|| format!("p{p} edit skipped (absent)"))
             })
         } else if roll < 0.75 {
-            let before = run.switching.load(Ordering::SeqCst);
-            let r = pipeline
+            pipeline
                 .upload(&id)
                 .await
-                .map(|v| format!("p{p} upload -> v{v}"));
-            // Created during or after the switch: the old index may rightly
-            // hold it without an outcome record (it was never migrated).
-            if before || run.switching.load(Ordering::SeqCst) {
-                run.reborn_after_switch.lock().unwrap().insert(id.clone());
-            }
-            r
+                .map(|v| format!("p{p} upload -> v{v}"))
         } else if roll < 0.9 {
             pipeline.delete(&id).await.map(|v| {
                 v.map(|v| format!("p{p} delete -> v{v}"))
@@ -388,7 +377,6 @@ async fn control(
 async fn complete_when_ready(run: &Run, limit: Duration) {
     let ctx = &run.env.ctx;
     let deadline = Instant::now() + limit;
-    run.switching.store(true, Ordering::SeqCst);
     loop {
         match ops::lifecycle::complete(ctx, false, 0).await {
             Ok(c) => {
@@ -498,13 +486,10 @@ async fn check(run: &Run) -> Vec<String> {
     }
     if let Some(old) = st.historical_index() {
         let _ = ctx.index.refresh(&old).await;
-        let reborn = run.reborn_after_switch.lock().unwrap().clone();
         match all(ctx, &old, serde_json::json!(["esInfo"])).await {
             Ok(docs) => {
                 for (id, body) in docs {
-                    if !reborn.contains(&id)
-                        && records::outcome_of(&body, &current) != Outcome::Migrated
-                    {
+                    if records::outcome_of(&body, &current) != Outcome::Migrated {
                         problems.push(format!(
                             "{id}: in {old} without a migratedTo {current} record"
                         ));
