@@ -201,15 +201,49 @@ async fn handle_doc(ctx: &Ctx, broker: &Broker, locks: &IdLocks, queue: &str, d:
         Err(EditError::Projection(p)) => {
             reject(broker, queue, d, "projection-failed", &p.to_string()).await
         }
-        Err(e) if e.is_transient() && !super::health::problems(ctx).await.is_empty() => {
-            // The index or a store is down, not this message: keep it and
-            // let the dispatcher wait for them.
-            ctx.health.degrade();
-            requeue(&d).await;
-        }
+        Err(e) if e.is_transient() => retry_later(ctx, broker, queue, d, &e.to_string()).await,
         Err(e) => reject(broker, queue, d, "write-failed", &e.to_string()).await,
     }
 }
+
+/// Full retry budgets a message gets for transient failures before it is
+/// dead-lettered.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// A transient failure outlived the retry budget. Overload or an outage is
+/// not the message's fault: it goes to the back of its queue with an
+/// attempt count, and the worker pauses while a dependency is down. Only a
+/// message that failed `MAX_ATTEMPTS` budgets in a row is dead-lettered.
+async fn retry_later(ctx: &Ctx, broker: &Broker, queue: &str, d: Delivery, error: &str) {
+    if !super::health::problems(ctx).await.is_empty() {
+        ctx.health.degrade();
+    }
+    let attempts = crate::queue::broker::header(&d.properties, ATTEMPTS_HEADER)
+        .and_then(|a| a.parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    if attempts >= MAX_ATTEMPTS {
+        let why = format!("{error} (after {attempts} retry budgets)");
+        return reject(broker, queue, d, "write-failed", &why).await;
+    }
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        ATTEMPTS_HEADER.into(),
+        lapin::types::AMQPValue::LongString(attempts.to_string().into()),
+    );
+    let props = d.properties.clone().with_headers(headers);
+    // Published (and confirmed) before the original is acked: never lost.
+    match broker.publish_with("", queue, &d.data, props).await {
+        Ok(()) => ack(&d).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot requeue with an attempt count; requeueing as is");
+            requeue(&d).await;
+        }
+    }
+}
+
+/// Header counting how many retry budgets a message has used.
+const ATTEMPTS_HEADER: &str = "x-ferry-attempts";
 
 async fn requeue(d: &Delivery) {
     let opts = BasicNackOptions {
