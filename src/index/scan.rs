@@ -268,32 +268,47 @@ impl ScanState {
     }
 
     async fn close(&mut self) {
-        let Some((pit, dialect)) = self.pit.take() else {
-            return;
-        };
-        let result = match dialect {
-            Dialect::OpenSearch => {
-                self.client
-                    .send(
-                        Method::DELETE,
-                        "/_search/point_in_time",
-                        Some(Body::Json(json!({ "pit_id": [pit] }))),
-                    )
-                    .await
-            }
-            Dialect::Elasticsearch => {
-                self.client
-                    .send(
-                        Method::DELETE,
-                        "/_pit",
-                        Some(Body::Json(json!({ "id": pit }))),
-                    )
-                    .await
-            }
-        };
-        if let Err(e) = result {
-            // The server expires it by itself after KEEP_ALIVE.
-            tracing::debug!(error = %e, "closing a point in time failed");
+        if let Some(pit) = self.pit.take() {
+            close_pit(&self.client, pit).await;
         }
+    }
+}
+
+/// A scan dropped before its end (a pass cut short by a pause or a lost
+/// lease) closes its point in time in the background rather than leave it
+/// open on the cluster until it expires.
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        if let (Some(pit), Ok(rt)) = (self.pit.take(), tokio::runtime::Handle::try_current()) {
+            let client = self.client.clone();
+            rt.spawn(async move { close_pit(&client, pit).await });
+        }
+    }
+}
+
+async fn close_pit(client: &IndexClient, (pit, dialect): (String, Dialect)) {
+    let result = match dialect {
+        Dialect::OpenSearch => {
+            client
+                .send(
+                    Method::DELETE,
+                    "/_search/point_in_time",
+                    Some(Body::Json(json!({ "pit_id": [pit] }))),
+                )
+                .await
+        }
+        Dialect::Elasticsearch => {
+            client
+                .send(
+                    Method::DELETE,
+                    "/_pit",
+                    Some(Body::Json(json!({ "id": pit }))),
+                )
+                .await
+        }
+    };
+    if let Err(e) = result {
+        // The server expires it by itself after KEEP_ALIVE.
+        tracing::debug!(error = %e, "closing a point in time failed");
     }
 }
