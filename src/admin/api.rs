@@ -6,6 +6,7 @@ use super::auth::{bearer, token_ok};
 use super::AppState;
 use crate::ops::{self, OpsError};
 use crate::types::DocId;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -73,6 +74,13 @@ fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// A mutation's JSON body, taken as `Result` by the handler and opened only
+/// after the token check: without the token, a missing or malformed body is
+/// a 401 like any other request, not a parse error.
+fn body<T>(b: Result<T, JsonRejection>) -> Result<T, ApiError> {
+    b.map_err(|e| OpsError::Invalid(e.body_text()).into())
+}
 
 fn ok(v: impl serde::Serialize) -> ApiResult {
     Ok(Json(v).into_response())
@@ -148,12 +156,12 @@ struct StartBody {
 async fn start(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<StartBody>>,
+    b: Result<Option<Json<StartBody>>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
-    let mapping = body
+    let mapping = body(b)?
         .and_then(|b| b.0.mapping)
         .unwrap_or_else(|| st.ctx.settings.mapping.clone());
     ok(ops::lifecycle::start(&st.ctx, &mapping).await?)
@@ -192,12 +200,12 @@ struct CompleteBody {
 async fn complete(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<CompleteBody>>,
+    b: Result<Option<Json<CompleteBody>>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
-    let b = body.map(|b| b.0).unwrap_or_default();
+    let b = body(b)?.map(|b| b.0).unwrap_or_default();
     ok(ops::lifecycle::complete(&st.ctx, b.force, b.verify_sample.unwrap_or(100)).await?)
 }
 
@@ -210,12 +218,12 @@ struct AbandonBody {
 async fn abandon(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<AbandonBody>>,
+    b: Result<Option<Json<AbandonBody>>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
-    let b = body.map(|b| b.0).unwrap_or_default();
+    let b = body(b)?.map(|b| b.0).unwrap_or_default();
     ok(ops::lifecycle::abandon(&st.ctx, b.delete_index).await?)
 }
 
@@ -235,11 +243,12 @@ fn parse_ids(raw: Vec<String>) -> Result<Vec<DocId>, OpsError> {
 async fn queue(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Json(b): Json<IdsBody>,
+    b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
+    let Json(b) = body(b)?;
     let ids = parse_ids(b.ids)?;
     let broker = st
         .broker()
@@ -251,11 +260,12 @@ async fn queue(
 async fn retry(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Json(b): Json<IdsBody>,
+    b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
+    let Json(b) = body(b)?;
     let selection = match b.message {
         Some(m) => ops::failures::Selection::Message(m),
         None if b.ids.is_empty() => {
@@ -283,10 +293,11 @@ struct ThrottleBody {
 async fn throttle_set(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Json(b): Json<ThrottleBody>,
+    b: Result<Json<ThrottleBody>, JsonRejection>,
 ) -> ApiResult {
     if !authorized(&st, &headers) {
         return Ok(unauthorized());
     }
+    let Json(b) = body(b)?;
     ok(ops::throttle::set(&st.ctx, b.max_docs_per_second).await?)
 }

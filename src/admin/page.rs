@@ -164,6 +164,8 @@ fn lookup_block(l: &Result<ops::failures::Record, String>) -> Markup {
 
 #[derive(Debug, Deserialize)]
 struct RetryForm {
+    /// Missing counts as wrong (401), not as a malformed form.
+    #[serde(default)]
     token: String,
     message: Option<String>,
     id: Option<String>,
