@@ -216,14 +216,35 @@ pub async fn progress(
     target: &IndexName,
 ) -> Result<Progress, OpsError> {
     ctx.index.refresh(current).await?;
+    // One request, so that every count comes from the same view of the
+    // index: counted one after the other, a document whose outcome is
+    // recorded between two counts (to_go -> failed) is in neither, and
+    // `complete` would not see that failure.
+    let body = json!({
+        "size": 0,
+        "track_total_hits": true,
+        "query": { "match_all": {} },
+        "aggs": { "outcome": { "filters": { "filters": {
+            "migrated": records::migrated(target),
+            "failed": records::failed(target),
+            "to_go": records::unmigrated(target),
+        }}}}
+    });
+    let reply = ctx.index.search(current, body).await?;
+    let count = |pointer: &str| {
+        reply
+            .pointer(pointer)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| crate::index::IndexError::Decode {
+                op: "progress search".into(),
+                detail: format!("no {pointer} in the reply"),
+            })
+    };
     Ok(Progress {
-        total: ctx.index.count(current, json!({ "match_all": {} })).await?,
-        migrated: ctx.index.count(current, records::migrated(target)).await?,
-        failed: ctx.index.count(current, records::failed(target)).await?,
-        to_go: ctx
-            .index
-            .count(current, records::unmigrated(target))
-            .await?,
+        total: count("/hits/total/value")?,
+        migrated: count("/aggregations/outcome/buckets/migrated/doc_count")?,
+        failed: count("/aggregations/outcome/buckets/failed/doc_count")?,
+        to_go: count("/aggregations/outcome/buckets/to_go/doc_count")?,
     })
 }
 

@@ -57,12 +57,18 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
     // Stop trusting the lease a little before it expires on the server.
     let margin = ttl / 5;
     let mut was_held = false;
+    let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let asked = Instant::now();
         match ctx.control.acquire(SCAN_LEASE, &lease.owner, ttl).await {
             Ok(true) => {
                 lease.set(Some(asked + ttl - margin));
-                record_progress(&ctx).await;
+                // Beside the renewal, one at a time: a slow index or table
+                // must not delay the next renewal, or the lease lapses.
+                if sampler.as_ref().is_none_or(|s| s.is_finished()) {
+                    let ctx = ctx.clone();
+                    sampler = Some(tokio::spawn(async move { record_progress(&ctx).await }));
+                }
                 if !was_held {
                     tracing::info!(owner = %lease.owner, "took the scan lease");
                 }
