@@ -67,9 +67,6 @@ pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken)
             Ok(found) => {
                 failures = 0;
                 tracing::info!(found, "scan pass queued documents");
-                // Let the processors drain before the next pass, so that it
-                // does not queue the same documents again.
-                wait_for_depth(b, 0, &lease, &shutdown).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "scan pass failed; retrying");
@@ -99,6 +96,11 @@ pub async fn pass(
         return Ok(0);
     };
     if state.aliases.is_paused() {
+        return Ok(0);
+    }
+    // What the last pass queued must be processed first, or this pass
+    // would queue it again.
+    if !wait_for_depth(broker, 0, lease, shutdown).await {
         return Ok(0);
     }
     let request = ScanRequest {
