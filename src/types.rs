@@ -147,6 +147,8 @@ impl Version {
     pub const MAX: u64 = i64::MAX as u64;
     /// The version an upload creates.
     pub const FIRST: Version = Version(1);
+    /// Before any upload.
+    pub const ZERO: Version = Version(0);
 
     /// Validates a version number.
     pub fn new(v: u64) -> Result<Self, InvalidValue> {

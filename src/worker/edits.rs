@@ -32,6 +32,9 @@ pub enum EditError {
     /// Other writers kept changing the document.
     #[error("document kept changing during {CAS_ATTEMPTS} compare-and-set attempts")]
     Contended,
+    /// The stores moved on while this edit was being written: apply again.
+    #[error("the document changed in the stores while it was written; applying the newer version")]
+    Superseded,
     /// The Current alias is missing: nothing can be written safely.
     #[error("the Current alias does not exist; fix the aliases (see `ferry status`)")]
     NoCurrent,
@@ -43,7 +46,7 @@ impl Transient for EditError {
             EditError::Projection(_) => false,
             EditError::Store(e) => e.is_transient(),
             EditError::Index(e) => e.is_transient(),
-            EditError::Contended | EditError::NoCurrent => true,
+            EditError::Contended | EditError::NoCurrent | EditError::Superseded => true,
         }
     }
 }
@@ -108,6 +111,14 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
         .await?
         .ok_or(EditError::NoCurrent)?;
 
+    // Current keeps no tombstones: if another worker applied a newer state
+    // (a delete) just before this write, this write may have brought back
+    // an older one. The stores changed before that worker wrote, so reading
+    // them now sees it; applying again lets the newer state win.
+    if applied.current && latest_version(ctx, &msg.id).await? > projection.version() {
+        return Err(EditError::Superseded);
+    }
+
     // 3. Historical, while a rollback is still possible. An edit that wrote
     // a migration may straddle the completion switch: read the state afresh
     // so that it also reaches the index that just became Historical.
@@ -128,6 +139,15 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
             .unwrap_or(false);
     }
     Ok(applied)
+}
+
+/// The version the stores hold now (a missing item counts as version 0).
+async fn latest_version(ctx: &Ctx, id: &DocId) -> Result<crate::types::Version, EditError> {
+    match ctx.stores.edits.get(id).await {
+        Ok(item) => Ok(item.version),
+        Err(StoreError::NotFound { .. }) => Ok(crate::types::Version::ZERO),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes `projection` into the index behind `to` unless that index already
