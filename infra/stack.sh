@@ -17,6 +17,15 @@
 #   FERRY_INDEX_PORT   default 9200
 #   FERRY_START_TIMEOUT seconds to wait for each service   default 60
 #   FERRY_RABBIT_NODE  node name if we must start RabbitMQ default ferry-<port>@localhost
+#
+# FERRY_PROFILE=fast adds faster S3 and DynamoDB servers for benchmarks (moto
+# serves ~320 S3 GETs/s, which would hide everything ferry does):
+#   Garage        (S3)                         127.0.0.1:$FERRY_FAST_S3_PORT     default 4567
+#   dynoxide      (DynamoDB)                   127.0.0.1:$FERRY_FAST_DYNAMO_PORT default 4568
+# built once with `cargo install` into $FERRY_CACHE/tools (Garage takes 15-25
+# minutes to build). `up` starts them too, `env` points FERRY_S3_ENDPOINT and
+# FERRY_DYNAMO_ENDPOINT (and the AWS keys, Garage's) at them, `status` shows
+# them, and `down` stops only them (RabbitMQ, osmem and moto are shared).
 set -euo pipefail
 
 FERRY_CACHE=${FERRY_CACHE:-$HOME/.cache/ferry}
@@ -27,6 +36,11 @@ FERRY_START_TIMEOUT=${FERRY_START_TIMEOUT:-60}
 # Our own node name, so that starting a second broker never collides with the
 # machine's node (rabbit@localhost) and `down` can stop exactly this one.
 FERRY_RABBIT_NODE=${FERRY_RABBIT_NODE:-ferry-$FERRY_AMQP_PORT@localhost}
+
+FERRY_PROFILE=${FERRY_PROFILE:-default}
+FERRY_FAST_S3_PORT=${FERRY_FAST_S3_PORT:-4567}
+FERRY_FAST_DYNAMO_PORT=${FERRY_FAST_DYNAMO_PORT:-4568}
+FERRY_GARAGE_RPC_PORT=${FERRY_GARAGE_RPC_PORT:-3901}
 
 HOST=127.0.0.1 # every service binds to loopback only
 VENV=$FERRY_CACHE/venv
@@ -306,6 +320,132 @@ stores_up() {
   (eval "$(cmd_env)" && bash "$STORES_SCRIPT")
 }
 
+# --- fast profile: Garage (S3) and dynoxide (DynamoDB) -----------------------
+
+TOOLS=$FERRY_CACHE/tools
+GARAGE_VERSION=2.5.0
+DYNOXIDE_VERSION=3.2.0
+GARAGE_DIR=$FERRY_CACHE/garage
+GARAGE_CONF=$GARAGE_DIR/garage.toml
+# Fixed test credentials for a loopback-only server: Garage key ids are "GK"
+# and 24 hex digits, secrets 64 hex digits.
+GARAGE_KEY_ID=GK666572727966617374000001
+GARAGE_KEY_SECRET=6665727279666173746c6f63616c73336b657900000000000000000000000001
+GARAGE_RPC_SECRET=6665727279666173746c6f63616c727063736563726574000000000000000001
+
+# ensure_tool BIN CRATE VERSION [cargo install args...]: builds BIN once into
+# $TOOLS/bin (outside the clone) unless that version is already there.
+ensure_tool() {
+  local bin=$1 crate=$2 version=$3; shift 3
+  local stamp=$TOOLS/.$bin-version
+  if [[ -x $TOOLS/bin/$bin && $(cat "$stamp" 2>/dev/null) == "$version" ]]; then
+    return
+  fi
+  command -v cargo >/dev/null || die "cargo is needed to build $crate"
+  log "$bin: building $crate $version with cargo install (once; log in $LOG_DIR/install-$bin.log)"
+  CARGO_TARGET_DIR=$FERRY_CACHE/tools-build-$bin \
+    cargo install --root "$TOOLS" --locked "$crate@$version" "$@" \
+    >>"$LOG_DIR/install-$bin.log" 2>&1 ||
+    { show_log "$LOG_DIR/install-$bin.log"; die "cargo install $crate failed"; }
+  printf '%s\n' "$version" >"$stamp"
+}
+
+fast_s3_url() { printf 'http://%s:%s' "$HOST" "$FERRY_FAST_S3_PORT"; }
+fast_dynamo_url() { printf 'http://%s:%s' "$HOST" "$FERRY_FAST_DYNAMO_PORT"; }
+
+garage() { "$TOOLS/bin/garage" -c "$GARAGE_CONF" "$@"; }
+
+garage_conf() {
+  mkdir -p "$GARAGE_DIR/meta" "$GARAGE_DIR/data"
+  cat >"$GARAGE_CONF" <<EOF
+# written by ferry infra/stack.sh (fast profile): one node, loopback only
+metadata_dir = "$GARAGE_DIR/meta"
+data_dir = "$GARAGE_DIR/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "$HOST:$FERRY_GARAGE_RPC_PORT"
+rpc_public_addr = "$HOST:$FERRY_GARAGE_RPC_PORT"
+rpc_secret = "$GARAGE_RPC_SECRET"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "$HOST:$FERRY_FAST_S3_PORT"
+root_domain = ".s3.garage.localhost"
+EOF
+}
+
+garage_answers() { garage status >/dev/null 2>&1; }
+
+garage_up() {
+  ensure_tool garage garage "$GARAGE_VERSION"
+  if http_answers "$(fast_s3_url)/"; then
+    log "garage: already answering on $(fast_s3_url)"
+  else
+    garage_conf
+    log "garage: starting on $(fast_s3_url)"
+    # Garage logs every request at info: that is work a benchmark should
+    # not pay for (FERRY_GARAGE_LOG=info to see them).
+    spawn garage env RUST_LOG="${FERRY_GARAGE_LOG:-warn}" "$TOOLS/bin/garage" -c "$GARAGE_CONF" server
+    wait_until garage "$(<"$(pid_file garage)")" garage_answers ||
+      { show_log "$LOG_DIR/garage.log"; die "garage did not start"; }
+  fi
+  # One node, one zone: the layout is applied once and kept in metadata_dir.
+  if garage status 2>/dev/null | grep -q 'NO ROLE ASSIGNED'; then
+    local node
+    node=$(garage node id -q | cut -d@ -f1)
+    garage layout assign -z dc1 -c 1G "$node" >>"$LOG_DIR/garage.log" 2>&1
+    garage layout apply --version 1 >>"$LOG_DIR/garage.log" 2>&1 ||
+      die "garage layout apply failed (see $LOG_DIR/garage.log)"
+  fi
+  if ! garage key info "$GARAGE_KEY_ID" >/dev/null 2>&1; then
+    garage key import --yes -n ferry-local "$GARAGE_KEY_ID" "$GARAGE_KEY_SECRET" \
+      >>"$LOG_DIR/garage.log" 2>&1 || die "garage key import failed"
+  fi
+  # Tests create their own buckets through the S3 API.
+  garage key allow --create-bucket "$GARAGE_KEY_ID" >>"$LOG_DIR/garage.log" 2>&1
+  wait_until garage "" http_answers "$(fast_s3_url)/" ||
+    { show_log "$LOG_DIR/garage.log"; die "garage's S3 API does not answer"; }
+}
+
+dynoxide_up() {
+  ensure_tool dynoxide dynoxide-rs "$DYNOXIDE_VERSION" \
+    --no-default-features --features native-sqlite,http-server,cli
+  if http_answers "$(fast_dynamo_url)/"; then
+    log "dynoxide: already answering on $(fast_dynamo_url)"
+    return
+  fi
+  log "dynoxide: starting on $(fast_dynamo_url) (in memory)"
+  spawn dynoxide "$TOOLS/bin/dynoxide" serve --host "$HOST" --port "$FERRY_FAST_DYNAMO_PORT"
+  wait_until dynoxide "$(<"$(pid_file dynoxide)")" http_answers "$(fast_dynamo_url)/" ||
+    { show_log "$LOG_DIR/dynoxide.log"; die "dynoxide did not start"; }
+}
+
+fast_up() {
+  garage_up
+  dynoxide_up
+}
+
+fast_down() {
+  stop_pid dynoxide dynoxide
+  stop_pid garage garage
+}
+
+fast_status() {
+  local who
+  who=external; live_pid garage garage >/dev/null && who="ours (pid $(<"$(pid_file garage)"))"
+  status_line garage "$(http_answers "$(fast_s3_url)/" && echo up)" "$(fast_s3_url)" "$who"
+  who=external; live_pid dynoxide dynoxide >/dev/null && who="ours (pid $(<"$(pid_file dynoxide)"))"
+  status_line dynoxide "$(http_answers "$(fast_dynamo_url)/" && echo up)" "$(fast_dynamo_url)" "$who"
+}
+
+fast_env() {
+  cat <<EOF
+export FERRY_S3_ENDPOINT=$(fast_s3_url)
+export FERRY_DYNAMO_ENDPOINT=$(fast_dynamo_url)
+export AWS_ACCESS_KEY_ID=$GARAGE_KEY_ID AWS_SECRET_ACCESS_KEY=$GARAGE_KEY_SECRET
+EOF
+}
+
 # --- commands -----------------------------------------------------------------
 
 # up and down hold a lock so that two test runners starting the stack at once
@@ -323,6 +463,7 @@ cmd_up() {
   rabbitmq_up 9>&-
   moto_up 9>&-
   osmem_up 9>&-
+  if [[ $FERRY_PROFILE == fast ]]; then fast_up 9>&-; fi
   stores_up
   cmd_status >&2 || die "some service is down"
   # shellcheck disable=SC2016 # printed literally, for the user to paste
@@ -331,6 +472,8 @@ cmd_up() {
 
 cmd_down() {
   lock
+  # The fast profile's down stops only its own servers: the rest is shared.
+  if [[ $FERRY_PROFILE == fast ]]; then fast_down; return; fi
   osmem_down
   moto_down
   rabbitmq_down
@@ -354,6 +497,7 @@ cmd_status() {
   who=external; live_pid osmem osmem >/dev/null && who="ours (pid $(<"$(pid_file osmem)"))"
   status_line osmem "$(http_ok "$(index_url)/" && echo up)" \
     "$(index_url)" "$who"
+  if [[ $FERRY_PROFILE == fast ]]; then fast_status; fi
   return "$rc"
 }
 
@@ -365,6 +509,7 @@ export FERRY_AWS_ENDPOINT=$(moto_url)
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export FERRY_VENV=$(printf '%q' "$VENV")
 EOF
+  if [[ $FERRY_PROFILE == fast ]]; then fast_env; fi
 }
 
 main() {

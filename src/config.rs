@@ -69,6 +69,14 @@ pub struct Settings {
     /// AWS endpoint override for S3 and DynamoDB (LocalStack, moto); unset for real AWS.
     #[arg(long, env = "FERRY_AWS_ENDPOINT", global = true)]
     pub aws_endpoint: Option<String>,
+    /// S3 endpoint override, when S3 is served apart from DynamoDB (the fast
+    /// local stack); falls back to the AWS endpoint override.
+    #[arg(long, env = "FERRY_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+    /// DynamoDB endpoint override, when DynamoDB is served apart from S3;
+    /// falls back to the AWS endpoint override.
+    #[arg(long, env = "FERRY_DYNAMO_ENDPOINT", global = true)]
+    pub dynamo_endpoint: Option<String>,
     /// AWS region.
     #[arg(
         long,
@@ -247,6 +255,85 @@ impl Settings {
             s: Settings,
         }
         <Only as clap::Parser>::try_parse_from(["ferry"]).map(|o| o.s)
+    }
+
+    /// The S3 endpoint override in force: `FERRY_S3_ENDPOINT`, else
+    /// `FERRY_AWS_ENDPOINT`.
+    pub fn s3_endpoint(&self) -> Option<&str> {
+        self.s3_endpoint.as_deref().or(self.aws_endpoint.as_deref())
+    }
+
+    /// The DynamoDB endpoint override in force: `FERRY_DYNAMO_ENDPOINT`,
+    /// else `FERRY_AWS_ENDPOINT`.
+    pub fn dynamo_endpoint(&self) -> Option<&str> {
+        self.dynamo_endpoint
+            .as_deref()
+            .or(self.aws_endpoint.as_deref())
+    }
+
+    /// Every setting as the `FERRY_*` environment of a child process (a
+    /// worker started by the benchmark or a test), so that the child sees
+    /// exactly these settings. Secrets are included: the result is for a
+    /// process environment, never for printing.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let d = |d: Duration| format!("{}ms", d.as_millis());
+        let mut v = vec![
+            ("FERRY_INDEX_URL", self.index_url.clone()),
+            (
+                "FERRY_INDEX_PASSWORD",
+                self.index_password.expose().to_string(),
+            ),
+            ("FERRY_INDEX_TIMEOUT", d(self.index_timeout)),
+            ("FERRY_AMQP_URL", self.amqp_url.expose().to_string()),
+            ("FERRY_QUEUE_PREFIX", self.queue_prefix.clone()),
+            ("FERRY_TOPOLOGY", self.topology.clone()),
+            ("FERRY_AWS_REGION", self.aws_region.clone()),
+            ("FERRY_S3_BUCKET", self.s3_bucket.clone()),
+            ("FERRY_S3_PREFIX", self.s3_prefix.clone()),
+            ("FERRY_DYNAMO_TABLE", self.dynamo_table.clone()),
+            ("FERRY_LEASE_TABLE", self.lease_table.clone()),
+            ("FERRY_CURRENT_ALIAS", self.current_alias.to_string()),
+            ("FERRY_MIGRATION_ALIAS", self.migration_alias.to_string()),
+            ("FERRY_HISTORICAL_ALIAS", self.historical_alias.to_string()),
+            ("FERRY_PAUSED_ALIAS", self.paused_alias.to_string()),
+            ("FERRY_PREVIEW_ALIAS", self.preview_alias.to_string()),
+            ("FERRY_INDEX_PREFIX", self.index_prefix.clone()),
+            ("FERRY_MAPPING", self.mapping.clone()),
+            ("FERRY_ROLLBACK_WINDOW", d(self.rollback_window)),
+            ("FERRY_CONCURRENCY", self.concurrency.to_string()),
+            ("FERRY_BATCH_SIZE", self.batch_size.to_string()),
+            ("FERRY_BATCH_WAIT", d(self.batch_wait)),
+            ("FERRY_SCAN_PAGE", self.scan_page.to_string()),
+            (
+                "FERRY_STORE_CONCURRENCY",
+                self.store_concurrency.to_string(),
+            ),
+            ("FERRY_MAX_QUEUED", self.max_queued.to_string()),
+            ("FERRY_SCAN_INTERVAL", d(self.scan_interval)),
+            ("FERRY_LEASE_TTL", d(self.lease_ttl)),
+            ("FERRY_RETRY_BUDGET", d(self.retry_budget)),
+            (
+                "FERRY_MAX_MESSAGE_BYTES",
+                self.max_message_bytes.to_string(),
+            ),
+            ("FERRY_STATE_TTL", d(self.state_ttl)),
+            ("FERRY_SHUTDOWN_DEADLINE", d(self.shutdown_deadline)),
+            ("FERRY_ADMIN_BIND", self.admin_bind.clone()),
+            ("FERRY_ADMIN_TOKEN", self.admin_token.expose().to_string()),
+        ];
+        // Optional settings are passed only when set: an empty variable
+        // would not mean "unset" to the child.
+        for (k, val) in [
+            ("FERRY_INDEX_USERNAME", &self.index_username),
+            ("FERRY_AWS_ENDPOINT", &self.aws_endpoint),
+            ("FERRY_S3_ENDPOINT", &self.s3_endpoint),
+            ("FERRY_DYNAMO_ENDPOINT", &self.dynamo_endpoint),
+        ] {
+            if let Some(e) = val {
+                v.push((k, e.clone()));
+            }
+        }
+        v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     /// The retry policy for transient service failures.

@@ -6,6 +6,7 @@
 //! and [`admin`].
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod fault;

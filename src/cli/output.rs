@@ -1,6 +1,7 @@
 //! Printing results for people (plain text that says what happened and what
 //! to do next) or for scripts (`--json`).
 
+use ferry::bench::BenchReport;
 use ferry::demo::DemoReport;
 use ferry::ops::failures::{Overview, Page, Record, Retried};
 use ferry::ops::lifecycle::Changed;
@@ -277,4 +278,13 @@ pub fn demo(json: bool, r: &DemoReport) {
             "FAILED: see the differences above"
         }
     );
+}
+
+/// The bench report: the table for people, everything for scripts.
+pub fn bench(json: bool, r: &BenchReport) {
+    if json {
+        json_out(r)
+    } else {
+        print!("{}", r.table())
+    }
 }

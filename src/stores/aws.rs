@@ -132,6 +132,23 @@ where
 /// environment, the local default `test`/`test` is used, so that a local run
 /// never waits on the instance-metadata service.
 pub async fn sdk_config(s: &Settings) -> aws_config::SdkConfig {
+    load(s, s.aws_endpoint.as_deref()).await
+}
+
+/// The AWS configuration for S3 clients: as [`sdk_config`], with the S3
+/// endpoint override (`FERRY_S3_ENDPOINT`, else `FERRY_AWS_ENDPOINT`).
+pub async fn s3_config(s: &Settings) -> aws_config::SdkConfig {
+    load(s, s.s3_endpoint()).await
+}
+
+/// The AWS configuration for DynamoDB clients: as [`sdk_config`], with the
+/// DynamoDB endpoint override (`FERRY_DYNAMO_ENDPOINT`, else
+/// `FERRY_AWS_ENDPOINT`).
+pub async fn dynamo_config(s: &Settings) -> aws_config::SdkConfig {
+    load(s, s.dynamo_endpoint()).await
+}
+
+async fn load(s: &Settings, endpoint: Option<&str>) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .operation_attempt_timeout(Duration::from_secs(10))
         .operation_timeout(Duration::from_secs(30))
@@ -140,7 +157,7 @@ pub async fn sdk_config(s: &Settings) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(s.aws_region.clone()))
         .timeout_config(timeouts);
-    if let Some(endpoint) = &s.aws_endpoint {
+    if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
             && std::env::var_os("AWS_PROFILE").is_none()

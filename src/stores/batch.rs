@@ -1,7 +1,7 @@
 //! Reading both stores and projecting, one document or a batch at a time:
 //! one BatchGetItem per 100 ids and S3 reads with bounded concurrency.
 
-use super::aws::{sdk_config, StoreError};
+use super::aws::{dynamo_config, s3_config, StoreError};
 use super::edits::{EditItem, Edits};
 use super::originals::Originals;
 use super::projection::{project, Projection, ProjectionError};
@@ -29,10 +29,12 @@ pub struct Stores {
 impl Stores {
     /// Stores from the settings.
     pub async fn from_settings(s: &Settings) -> Self {
-        let sdk = sdk_config(s).await;
+        // S3 and DynamoDB may be served by different endpoints (the fast
+        // local stack), so each client gets its own configuration.
+        let (s3, ddb) = (s3_config(s).await, dynamo_config(s).await);
         Self {
-            originals: Originals::new(&sdk, &s.s3_bucket, &s.s3_prefix),
-            edits: Edits::new(&sdk, &s.dynamo_table),
+            originals: Originals::new(&s3, &s.s3_bucket, &s.s3_prefix),
+            edits: Edits::new(&ddb, &s.dynamo_table),
             policy: s.retry_policy(),
             concurrency: s.store_concurrency.max(1),
         }

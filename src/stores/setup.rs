@@ -71,11 +71,11 @@ pub async fn ensure_table(
 
 /// Creates the bucket and both tables named in the settings.
 pub async fn ensure_all(s: &crate::config::Settings) -> Result<(), StoreError> {
-    let sdk = super::aws::sdk_config(s).await;
-    super::Originals::new(&sdk, &s.s3_bucket, &s.s3_prefix)
+    let s3 = super::aws::s3_config(s).await;
+    super::Originals::new(&s3, &s.s3_bucket, &s.s3_prefix)
         .ensure_bucket()
         .await?;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&super::aws::dynamo_config(s).await);
     ensure_table(&ddb, &s.dynamo_table, "id").await?;
     ensure_table(&ddb, &s.lease_table, "name").await
 }

@@ -39,7 +39,7 @@ impl Ctx {
     pub async fn new(settings: Settings) -> Result<Self, IndexError> {
         let index = IndexClient::from_settings(&settings)?;
         let stores = Stores::from_settings(&settings).await;
-        let sdk = crate::stores::aws::sdk_config(&settings).await;
+        let sdk = crate::stores::aws::dynamo_config(&settings).await;
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
         let aliases = Aliases::from_settings(&settings);
         let throttle = super::throttle::Throttle::new(settings.batch_size);

@@ -13,6 +13,30 @@ use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// The shipped topology with `x-expires` on every queue, so that the
+/// queues of finished tests vanish from the shared broker by themselves
+/// (ten minutes after their last use) instead of piling up run after run.
+fn expiring_topology() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/queues/topology.json");
+        let mut t: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(shipped).expect("topology"))
+                .expect("topology JSON");
+        for q in t["queues"].as_array_mut().expect("queues") {
+            q["arguments"]["x-expires"] = serde_json::json!(600_000);
+        }
+        let path = format!(
+            "{}/topology-expiring-{}.json",
+            env!("CARGO_TARGET_TMPDIR"),
+            std::process::id()
+        );
+        std::fs::write(&path, t.to_string()).expect("write the test topology");
+        path
+    })
+    .clone()
+}
+
 /// One isolated environment on the local stack.
 pub struct TestEnv {
     /// Settings with unique names.
@@ -50,7 +74,7 @@ impl TestEnv {
         s.s3_bucket = format!("ferry-{name}");
         s.dynamo_table = format!("ferry-{name}-edits");
         s.lease_table = format!("ferry-{name}-leases");
-        s.topology = concat!(env!("CARGO_MANIFEST_DIR"), "/queues/topology.json").into();
+        s.topology = expiring_topology();
         s.mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json").into();
         s.admin_bind = "off".into();
         s.retry_budget = Duration::from_secs(5);
@@ -88,46 +112,22 @@ impl TestEnv {
             .collect()
     }
 
-    /// Every setting as the `FERRY_*` environment of a worker process.
+    /// The settings as the `FERRY_*` environment of a worker process:
+    /// `Settings::to_env` less the index credentials, timeout and store
+    /// concurrency, which test workers have always left at their defaults
+    /// (tests such as `faults.rs` set credentials only in the parent).
     pub fn env(&self) -> Vec<(String, String)> {
-        let s = &self.settings;
-        let d = |d: Duration| format!("{}ms", d.as_millis());
-        let mut v = vec![
-            ("FERRY_INDEX_URL", s.index_url.clone()),
-            ("FERRY_AMQP_URL", s.amqp_url.expose().to_string()),
-            ("FERRY_QUEUE_PREFIX", s.queue_prefix.clone()),
-            ("FERRY_TOPOLOGY", s.topology.clone()),
-            ("FERRY_AWS_REGION", s.aws_region.clone()),
-            ("FERRY_S3_BUCKET", s.s3_bucket.clone()),
-            ("FERRY_S3_PREFIX", s.s3_prefix.clone()),
-            ("FERRY_DYNAMO_TABLE", s.dynamo_table.clone()),
-            ("FERRY_LEASE_TABLE", s.lease_table.clone()),
-            ("FERRY_CURRENT_ALIAS", s.current_alias.to_string()),
-            ("FERRY_MIGRATION_ALIAS", s.migration_alias.to_string()),
-            ("FERRY_HISTORICAL_ALIAS", s.historical_alias.to_string()),
-            ("FERRY_PAUSED_ALIAS", s.paused_alias.to_string()),
-            ("FERRY_PREVIEW_ALIAS", s.preview_alias.to_string()),
-            ("FERRY_INDEX_PREFIX", s.index_prefix.clone()),
-            ("FERRY_MAPPING", s.mapping.clone()),
-            ("FERRY_ROLLBACK_WINDOW", d(s.rollback_window)),
-            ("FERRY_CONCURRENCY", s.concurrency.to_string()),
-            ("FERRY_BATCH_SIZE", s.batch_size.to_string()),
-            ("FERRY_BATCH_WAIT", d(s.batch_wait)),
-            ("FERRY_SCAN_PAGE", s.scan_page.to_string()),
-            ("FERRY_MAX_QUEUED", s.max_queued.to_string()),
-            ("FERRY_SCAN_INTERVAL", d(s.scan_interval)),
-            ("FERRY_LEASE_TTL", d(s.lease_ttl)),
-            ("FERRY_RETRY_BUDGET", d(s.retry_budget)),
-            ("FERRY_MAX_MESSAGE_BYTES", s.max_message_bytes.to_string()),
-            ("FERRY_STATE_TTL", d(s.state_ttl)),
-            ("FERRY_SHUTDOWN_DEADLINE", d(s.shutdown_deadline)),
-            ("FERRY_ADMIN_BIND", s.admin_bind.clone()),
-            ("FERRY_ADMIN_TOKEN", s.admin_token.expose().to_string()),
+        const LEFT_AT_DEFAULT: [&str; 4] = [
+            "FERRY_INDEX_USERNAME",
+            "FERRY_INDEX_PASSWORD",
+            "FERRY_INDEX_TIMEOUT",
+            "FERRY_STORE_CONCURRENCY",
         ];
-        if let Some(e) = &s.aws_endpoint {
-            v.push(("FERRY_AWS_ENDPOINT", e.clone()));
-        }
-        v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        self.settings
+            .to_env()
+            .into_iter()
+            .filter(|(k, _)| !LEFT_AT_DEFAULT.contains(&k.as_str()))
+            .collect()
     }
 
     /// Runs `ferry <args>` with this environment and returns (exit code, stdout, stderr).

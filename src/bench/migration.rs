@@ -1,0 +1,295 @@
+//! M: a full migration by real `ferry worker` processes (this binary, run
+//! with `worker` and the isolated settings as `FERRY_*` variables), timed
+//! from `start` until no document is left to migrate, with each worker's
+//! peak resident memory (VmHWM, read just before it is stopped with
+//! SIGTERM), the CPU each process used, and the edit latency idle (before
+//! `start`) and during the migration.
+
+use super::cpu;
+use super::latency::{self, Latency, Stream};
+use super::reindex;
+use super::report::Throughput;
+use super::{index_name, isolated, long_client};
+use crate::config::Settings;
+use crate::index::aliases::AliasAction;
+use crate::index::records;
+use crate::ops::lifecycle::read_mapping;
+use crate::ops::{self, OpsError};
+use crate::queue::Broker;
+use crate::retry::Transient;
+use crate::types::{DocId, IndexName};
+use crate::worker::Ctx;
+use serde::Serialize;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Documents the latency streams edit (spread over the index).
+const EDITED_DOCS: usize = 1000;
+/// A migration that makes no progress for this long is reported as stuck.
+const STALL: Duration = Duration::from_secs(180);
+
+/// One M run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Name stem of its aliases, indices and queues.
+    pub name: String,
+    /// Documents in its Current index.
+    pub size: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// Edits published before `start` (idle latency); 0 for none.
+    pub idle_edits: usize,
+    /// Edits per second.
+    pub edit_rate: f64,
+}
+
+/// What one M run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationRun {
+    /// Worker processes.
+    pub workers: usize,
+    /// Documents migrated, seconds from `start` to none left, docs/s.
+    pub throughput: Throughput,
+    /// Peak resident memory of each worker, MB.
+    pub peak_rss_mb: Vec<f64>,
+    /// Edit latency before `start` (only in the run that measures it).
+    pub idle: Option<Latency>,
+    /// Edit latency during the migration.
+    pub during: Latency,
+    /// Where the CPU went during the migration.
+    pub cpu: cpu::Profile,
+}
+
+/// Worker processes, killed if dropped before they are stopped.
+struct Workers(Vec<tokio::process::Child>);
+
+impl Workers {
+    fn spawn(settings: &Settings, n: usize) -> Result<Self, OpsError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| OpsError::Invalid(format!("cannot find the ferry binary: {e}")))?;
+        let mut children = Vec::with_capacity(n);
+        for _ in 0..n {
+            let child = tokio::process::Command::new(&exe)
+                .arg("worker")
+                // Exactly the isolated settings: no FERRY_* from our own
+                // environment may leak into the worker.
+                .env_clear()
+                .envs(std::env::vars().filter(|(k, _)| !k.starts_with("FERRY_")))
+                .envs(settings.to_env())
+                .env("FERRY_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| OpsError::Invalid(format!("cannot start a ferry worker: {e}")))?;
+            children.push(child);
+        }
+        Ok(Self(children))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.0.iter().filter_map(|c| c.id()).collect()
+    }
+
+    /// SIGTERM to each (our own children, by pid), then wait; a worker
+    /// still running after the deadline is killed.
+    async fn stop(mut self, deadline: Duration) {
+        for pid in self.pids() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        for child in &mut self.0 {
+            if tokio::time::timeout(deadline, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Runs one M: its own Current index (an untimed server-side copy of the
+/// first `size` seeded documents, versions kept), its own queues, `workers`
+/// worker processes; then cleans up its indices.
+pub async fn measure(
+    base: &Settings,
+    source: &IndexName,
+    spec: &Spec,
+) -> Result<MigrationRun, OpsError> {
+    let settings = isolated(base, &spec.name)?;
+    let ctx = Ctx::new(settings.clone()).await?;
+    let current = index_name(format!("{}_legacy", settings.index_prefix))?;
+    let client = long_client(&settings)?;
+    client
+        .create_index(&current, &read_mapping(&settings.mapping)?)
+        .await?;
+    let size = reindex::copy(&client, source, &current, Some(spec.size), true).await? as usize;
+    ctx.index.refresh(&current).await?;
+    ctx.index
+        .update_aliases(&[AliasAction::Add {
+            index: current.to_string(),
+            alias: settings.current_alias.clone(),
+        }])
+        .await?;
+    let edited = reindex::ids(&ctx, &current, EDITED_DOCS).await?;
+    let broker = Broker::connect(&settings).await?;
+    eprintln!(
+        "bench {}: M, {} worker(s) migrating {} documents...",
+        spec.name, spec.workers, spec.size
+    );
+    let mut target = None;
+    let result = with_workers(&ctx, &broker, &current, &edited, spec, size, &mut target).await;
+    broker.close().await;
+    // Both indices go, whatever happened: a failed run must not leave
+    // 100,000 documents behind in an in-memory index server.
+    for index in [Some(current), target].into_iter().flatten() {
+        if let Err(e) = ctx.index.delete_index(&index).await {
+            tracing::warn!(error = %e, index = %index, "could not delete a bench index");
+        }
+    }
+    result
+}
+
+async fn with_workers(
+    ctx: &Ctx,
+    broker: &Broker,
+    current: &IndexName,
+    edited: &[DocId],
+    spec: &Spec,
+    size: usize,
+    target: &mut Option<IndexName>,
+) -> Result<MigrationRun, OpsError> {
+    let workers = Workers::spawn(&ctx.settings, spec.workers)?;
+    let outcome = async {
+        wait_for_consumers(broker, spec.workers).await?;
+        let never = AtomicBool::new(false);
+        let idle = match spec.idle_edits {
+            0 => None,
+            n => Some(
+                latency::run(
+                    ctx,
+                    broker,
+                    Stream {
+                        ids: edited,
+                        watch: vec![ctx.settings.current_alias.clone()],
+                        rate: spec.edit_rate,
+                        max: Some(n),
+                        stop: &never,
+                    },
+                )
+                .await?,
+            ),
+        };
+        let before = cpu::snapshot(&workers.pids());
+        let clock = Instant::now();
+        let started = ops::lifecycle::start(ctx, &ctx.settings.mapping).await?;
+        let target = target.insert(index_name(started.index)?).clone();
+        let stop = AtomicBool::new(false);
+        let stream = latency::run(
+            ctx,
+            broker,
+            Stream {
+                ids: edited,
+                watch: vec![
+                    ctx.settings.current_alias.clone(),
+                    ctx.settings.migration_alias.clone(),
+                ],
+                rate: spec.edit_rate,
+                max: None,
+                stop: &stop,
+            },
+        );
+        let watch = async {
+            let r = until_migrated(ctx, current, &target).await;
+            // From `start` (index creation included) to none left.
+            let seconds = clock.elapsed().as_secs_f64();
+            stop.store(true, Ordering::Relaxed);
+            r.map(|()| seconds)
+        };
+        let (during, migrated) = tokio::join!(stream, watch);
+        let seconds = migrated?;
+        let during = during?;
+        let after = cpu::snapshot(&workers.pids());
+        let peak_rss_mb = workers
+            .pids()
+            .into_iter()
+            .filter_map(cpu::peak_rss_mb)
+            .collect();
+        Ok::<_, OpsError>(MigrationRun {
+            workers: spec.workers,
+            throughput: Throughput::new(size, seconds),
+            peak_rss_mb,
+            idle,
+            during,
+            cpu: cpu::profile(&before, &after),
+        })
+    }
+    .await;
+    workers
+        .stop(ctx.settings.shutdown_deadline + Duration::from_secs(5))
+        .await;
+    outcome
+}
+
+async fn wait_for_consumers(broker: &Broker, workers: usize) -> Result<(), OpsError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while broker.consumers(&broker.names.edits).await? < workers as u32 {
+        if Instant::now() > deadline {
+            return Err(OpsError::Refused(
+                "the worker processes did not start consuming within a minute".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Polls until no document of `current` lacks an outcome for `target`.
+async fn until_migrated(
+    ctx: &Ctx,
+    current: &IndexName,
+    target: &IndexName,
+) -> Result<(), OpsError> {
+    let (mut last, mut moved) = (u64::MAX, Instant::now());
+    loop {
+        // No refresh per poll: a refresh costs the index server seconds
+        // under write load and would slow the very migration being timed.
+        // Counts can only lag behind (outcomes not yet visible), never run
+        // ahead, so a zero is confirmed once after a refresh.
+        let counted = async {
+            let n = ctx
+                .index
+                .count(current, records::unmigrated(target))
+                .await?;
+            if n > 0 {
+                return Ok(n);
+            }
+            ctx.index.refresh(current).await?;
+            ctx.index.count(current, records::unmigrated(target)).await
+        };
+        let to_go = match counted.await {
+            Ok(n) => n,
+            // A slow or busy index server is not the end of the run: the
+            // stall check below bounds how long we keep asking.
+            Err(e) if e.is_transient() && moved.elapsed() < STALL => {
+                tracing::warn!(error = %e, "cannot count the documents left; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if to_go == 0 {
+            return Ok(());
+        }
+        if to_go < last {
+            (last, moved) = (to_go, Instant::now());
+        } else if moved.elapsed() > STALL {
+            return Err(OpsError::Refused(format!(
+                "the migration into {target} made no progress for {}s ({to_go} documents left)",
+                STALL.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,206 @@
+//! `ferry bench`: measures ferry against its ceilings and the reference
+//! system on the stack it is pointed at, all in one run on the same
+//! documents, with its own uniquely named aliases, indices and queues (like
+//! the demo):
+//!
+//! 1. **R** ([`reindex`]): the index server's own `_reindex` (copy ceiling);
+//! 2. **P** ([`store_reads`]): every original and edits item read the way
+//!    the scanner reads them (store-read ceiling);
+//! 3. **S** ([`serial`]): one document at a time, the way Grid's Thrall
+//!    migrates (baseline);
+//! 4. **M** ([`migration`]): a full migration by real `ferry worker`
+//!    processes, with their peak memory;
+//! 5. edit latency ([`latency`]): publish-to-visible, idle and during M.
+//!
+//! [`report`] turns the numbers into ratios against the targets.
+
+pub mod cpu;
+pub mod latency;
+pub mod migration;
+pub mod reindex;
+pub mod report;
+pub mod serial;
+pub mod store_reads;
+
+use crate::config::Settings;
+use crate::index::IndexClient;
+use crate::ops::OpsError;
+use crate::seed::{self, SeedOptions};
+use crate::types::{DocId, IndexName};
+use crate::worker::Ctx;
+use std::time::Duration;
+
+pub use report::{BenchReport, Throughput};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Documents of the main run (R, P, S's pool, M, latency).
+    pub count: usize,
+    /// Also run M (with the first worker count) at each of these sizes and
+    /// compare peak memory.
+    pub sizes: Vec<usize>,
+    /// Run M with each of these numbers of worker processes; the first is
+    /// the M that the ratios use.
+    pub replicas: Vec<usize>,
+    /// S migrates at most this many documents (it is slow by design).
+    pub serial_docs: usize,
+    /// Edits in the idle latency stream.
+    pub edits: usize,
+    /// Edits per second in both latency streams.
+    pub edit_rate: f64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            count: 20_000,
+            sizes: Vec::new(),
+            replicas: vec![1],
+            serial_docs: 2_000,
+            edits: 200,
+            edit_rate: 20.0,
+        }
+    }
+}
+
+/// Settings for one isolated part of the run: its own aliases, index
+/// prefix and queues, no admin server, and a short scan interval so that
+/// the scanner notices `start` within half a second (as in the demo).
+pub(crate) fn isolated(base: &Settings, name: &str) -> Result<Settings, OpsError> {
+    let mut s = base.clone();
+    let alias = |suffix: &str| {
+        IndexName::parse(format!("{name}_{suffix}")).map_err(|e| OpsError::Invalid(e.to_string()))
+    };
+    s.current_alias = alias("Current")?;
+    s.migration_alias = alias("Migration")?;
+    s.historical_alias = alias("Historical")?;
+    s.paused_alias = alias("PAUSED")?;
+    s.preview_alias = alias("PREVIEW")?;
+    s.index_prefix = name.to_lowercase();
+    s.queue_prefix = name.to_lowercase();
+    s.admin_bind = "off".into();
+    s.scan_interval = Duration::from_millis(500);
+    Ok(s)
+}
+
+/// An index name from a string built here.
+pub(crate) fn index_name(raw: String) -> Result<IndexName, OpsError> {
+    IndexName::parse(raw).map_err(|e| OpsError::Invalid(e.to_string()))
+}
+
+/// A client for the long server-side calls (`_reindex` of 100,000
+/// documents takes longer than the per-request timeout workers use).
+pub(crate) fn long_client(s: &Settings) -> Result<IndexClient, OpsError> {
+    Ok(IndexClient::new(
+        &s.index_url,
+        s.index_username.clone(),
+        s.index_password.clone(),
+        Duration::from_secs(3600),
+    )?)
+}
+
+fn check(opts: &BenchOptions) -> Result<(), OpsError> {
+    let bad = |why: &str| Err(OpsError::Invalid(why.to_string()));
+    if opts.count == 0 {
+        return bad("--count must be at least 1");
+    }
+    if opts.replicas.is_empty() || opts.replicas.contains(&0) {
+        return bad("--replicas needs worker counts of at least 1");
+    }
+    if opts.sizes.contains(&0) {
+        return bad("--sizes must be at least 1 each");
+    }
+    if opts.edit_rate.is_nan() || opts.edit_rate <= 0.0 {
+        return bad("--edit-rate must be positive");
+    }
+    Ok(())
+}
+
+/// Runs every measurement and reports; `progress` lines go to stderr.
+pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsError> {
+    check(opts)?;
+    let run = format!(
+        "bench{}{:04x}",
+        chrono::Utc::now().format("%m%d%H%M%S"),
+        rand::random::<u16>()
+    );
+    let machine_before = cpu::Machine::now();
+    let settings = isolated(&base.settings, &run)?;
+    let ctx = Ctx::new(settings.clone()).await?;
+    let total = opts.sizes.iter().copied().fold(opts.count, usize::max);
+    eprintln!("bench {run}: seeding {total} documents...");
+    let seeded = seed::seed(
+        &ctx,
+        &SeedOptions {
+            count: total,
+            seed: 42,
+            broken: 0,
+            id_prefix: format!("{run}-"),
+        },
+    )
+    .await?;
+    let source = index_name(seeded.current.clone())?;
+    let limit = (total > opts.count).then_some(opts.count);
+
+    eprintln!(
+        "bench {run}: R, the server's own _reindex of {} documents...",
+        opts.count
+    );
+    let reindex = reindex::measure(&ctx, &source, limit).await?;
+    let ids: Vec<DocId> = reindex::ids(&ctx, &source, opts.count).await?;
+
+    eprintln!(
+        "bench {run}: P, reading both stores for {} documents...",
+        ids.len()
+    );
+    let store_reads = store_reads::measure(&ctx, &ids).await?;
+
+    let mut runs = Vec::new();
+    let main_workers = opts.replicas[0];
+    for (k, &workers) in opts.replicas.iter().enumerate() {
+        let spec = migration::Spec {
+            name: format!("{run}m{k}"),
+            size: opts.count,
+            workers,
+            idle_edits: if k == 0 { opts.edits } else { 0 },
+            edit_rate: opts.edit_rate,
+        };
+        runs.push(migration::measure(&settings, &source, &spec).await?);
+    }
+    for (k, &size) in opts.sizes.iter().enumerate() {
+        if size == opts.count || opts.sizes[..k].contains(&size) {
+            continue; // the main run (or an earlier one) measured this size
+        }
+        let spec = migration::Spec {
+            name: format!("{run}s{k}"),
+            size,
+            workers: main_workers,
+            idle_edits: 0,
+            edit_rate: opts.edit_rate,
+        };
+        runs.push(migration::measure(&settings, &source, &spec).await?);
+    }
+
+    let subset = &ids[..ids.len().min(opts.serial_docs)];
+    eprintln!(
+        "bench {run}: S, one document at a time for {} documents...",
+        subset.len()
+    );
+    let serial = serial::measure(&ctx, &source, subset).await?;
+
+    // The seeded index is the largest thing left in the index server.
+    if let Err(e) = ctx.index.delete_index(&source).await {
+        tracing::warn!(error = %e, index = %source, "could not delete the seeded index");
+    }
+    Ok(report::build(report::Parts {
+        run,
+        settings: &settings,
+        opts,
+        machine_before,
+        reindex,
+        store_reads,
+        serial,
+        runs,
+    }))
+}

@@ -1,0 +1,343 @@
+//! The bench report: every measurement, the ratios, and each target met or
+//! missed, as JSON (serde) and as a readable table ([`BenchReport::table`]).
+
+use super::cpu::{Machine, Profile};
+use super::latency::Latency;
+use super::migration::MigrationRun;
+use super::BenchOptions;
+use crate::config::Settings;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Documents, seconds and documents per second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Throughput {
+    /// Documents processed.
+    pub docs: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Documents per second.
+    pub docs_per_second: f64,
+}
+
+impl Throughput {
+    /// `docs` in `seconds`.
+    pub fn new(docs: usize, seconds: f64) -> Self {
+        Self {
+            docs,
+            seconds,
+            docs_per_second: docs as f64 / seconds.max(1e-6),
+        }
+    }
+}
+
+/// The settings that shape the measured work.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSettings {
+    /// Documents of the main run.
+    pub count: usize,
+    /// Messages processed at once per worker.
+    pub concurrency: usize,
+    /// Migration batch size.
+    pub batch_size: usize,
+    /// Scan page (and projection batch) size.
+    pub scan_page: usize,
+    /// S3 reads in flight.
+    pub store_concurrency: usize,
+    /// Where S3 was.
+    pub s3_endpoint: Option<String>,
+    /// Where DynamoDB was.
+    pub dynamo_endpoint: Option<String>,
+    /// Where the index server was.
+    pub index_url: String,
+}
+
+/// One target: what was asked, what was measured, met or not (`None`
+/// when not measured in this run).
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is compared.
+    pub name: String,
+    /// The bound, as text (`>= 0.8`).
+    pub target: String,
+    /// The measured value.
+    pub value: Option<f64>,
+    /// Whether the bound holds.
+    pub met: Option<bool>,
+}
+
+/// Everything `ferry bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Names used by this run.
+    pub run: String,
+    /// When it ran (UTC).
+    pub date: String,
+    /// The machine before the run.
+    pub machine_before: Machine,
+    /// The machine after the run.
+    pub machine_after: Machine,
+    /// The settings that shaped the work.
+    pub settings: BenchSettings,
+    /// R: the index server's own `_reindex`.
+    pub reindex: Throughput,
+    /// P: reading both stores as the scanner does.
+    pub store_reads: Throughput,
+    /// S: one document at a time (Thrall's way).
+    pub serial: Throughput,
+    /// True when S ran on fewer documents than the main run.
+    pub serial_subset: bool,
+    /// M: the main run (the first `--replicas` value, `--count` documents).
+    pub migration: MigrationRun,
+    /// Every M run: the main one, the replica curve, the sizes.
+    pub runs: Vec<MigrationRun>,
+    /// Edit latency with no migration running (visible in Current).
+    pub latency_idle: Latency,
+    /// Edit latency during M (visible in Current and Migration).
+    pub latency_during: Latency,
+    /// The ratios and the targets.
+    pub targets: Vec<Target>,
+}
+
+/// The measurements, as `run` gathered them.
+pub(crate) struct Parts<'a> {
+    pub run: String,
+    pub settings: &'a Settings,
+    pub opts: &'a BenchOptions,
+    pub machine_before: Machine,
+    pub reindex: Throughput,
+    pub store_reads: Throughput,
+    pub serial: Throughput,
+    pub runs: Vec<MigrationRun>,
+}
+
+fn peak(run: &MigrationRun) -> f64 {
+    run.peak_rss_mb.iter().copied().fold(0.0, f64::max)
+}
+
+fn target(name: &str, bound: &str, value: Option<f64>, ok: impl Fn(f64) -> bool) -> Target {
+    Target {
+        name: name.into(),
+        target: bound.into(),
+        value,
+        met: value.map(ok),
+    }
+}
+
+/// Builds the report; `parts.runs` is non-empty, the main run first.
+pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
+    let s = parts.settings;
+    let main = parts.runs.first().cloned().unwrap_or_else(|| MigrationRun {
+        workers: 0,
+        throughput: Throughput::default(),
+        peak_rss_mb: Vec::new(),
+        idle: None,
+        during: Latency::default(),
+        cpu: Profile::default(),
+    });
+    let idle = main.idle.clone().unwrap_or_default();
+    let during = main.during.clone();
+    let m = main.throughput.docs_per_second;
+    let ceiling = parts
+        .reindex
+        .docs_per_second
+        .min(parts.store_reads.docs_per_second);
+    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+    // Peak memory by size, with the main run's number of workers.
+    let mut by_size: Vec<(usize, f64)> = parts
+        .runs
+        .iter()
+        .filter(|r| r.workers == main.workers)
+        .map(|r| (r.throughput.docs, peak(r)))
+        .collect();
+    by_size.sort_by_key(|(docs, _)| *docs);
+    by_size.dedup_by_key(|(docs, _)| *docs);
+    let rss_ratio = match (by_size.first(), by_size.last()) {
+        (Some(small), Some(large)) if large.0 > small.0 && !parts.opts.sizes.is_empty() => {
+            ratio(large.1, small.1)
+        }
+        _ => None,
+    };
+    let rss_name = match (by_size.first(), by_size.last()) {
+        (Some(a), Some(b)) if rss_ratio.is_some() => format!("RSS({}) / RSS({})", b.0, a.0),
+        _ => "RSS(large) / RSS(small) (use --sizes)".into(),
+    };
+    let max_rss = parts.runs.iter().map(peak).fold(0.0, f64::max);
+    let targets = vec![
+        target("M / min(R, P)", ">= 0.8", ratio(m, ceiling), |v| v >= 0.8),
+        target(
+            "M / S",
+            ">= 20",
+            ratio(m, parts.serial.docs_per_second),
+            |v| v >= 20.0,
+        ),
+        target(
+            "p99 during / p99 idle",
+            "<= 1.5",
+            ratio(during.p99_ms, idle.p99_ms),
+            |v| v <= 1.5,
+        ),
+        target(
+            "p99 during M (ms)",
+            "< 100",
+            (during.visible > 0).then_some(during.p99_ms),
+            |v| v < 100.0,
+        ),
+        target(
+            "peak worker RSS (MB)",
+            "< 150",
+            (max_rss > 0.0).then_some(max_rss),
+            |v| v < 150.0,
+        ),
+        target(&rss_name, "<= 1.2", rss_ratio, |v| v <= 1.2),
+    ];
+    BenchReport {
+        run: parts.run,
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine_before: parts.machine_before,
+        machine_after: Machine::now(),
+        settings: BenchSettings {
+            count: parts.opts.count,
+            concurrency: s.concurrency,
+            batch_size: s.batch_size,
+            scan_page: s.scan_page,
+            store_concurrency: s.store_concurrency,
+            s3_endpoint: s.s3_endpoint().map(str::to_string),
+            dynamo_endpoint: s.dynamo_endpoint().map(str::to_string),
+            index_url: s.index_url.clone(),
+        },
+        reindex: parts.reindex,
+        store_reads: parts.store_reads,
+        serial_subset: parts.serial.docs < parts.opts.count,
+        serial: parts.serial,
+        migration: main,
+        runs: parts.runs,
+        latency_idle: idle,
+        latency_during: during,
+        targets,
+    }
+}
+
+impl BenchReport {
+    /// True when every measured target is met.
+    pub fn all_met(&self) -> bool {
+        self.targets.iter().all(|t| t.met != Some(false))
+    }
+
+    /// The report as a table for people.
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let m = |o: &mut String, l: &Machine, when: &str| {
+            let _ = writeln!(
+                o,
+                "machine {when}: {} cores, {} MB, load {:.2} {:.2} {:.2}",
+                l.cores, l.memory_mb, l.load[0], l.load[1], l.load[2]
+            );
+        };
+        let s = &self.settings;
+        let _ = writeln!(o, "== ferry bench {} ({}) ==", self.run, self.date);
+        m(&mut o, &self.machine_before, "before");
+        m(&mut o, &self.machine_after, "after ");
+        let _ = writeln!(
+            o,
+            "settings: concurrency {}, batch size {}, scan page {}, store concurrency {}\nstores: S3 {}, DynamoDB {}, index {}\n",
+            s.concurrency,
+            s.batch_size,
+            s.scan_page,
+            s.store_concurrency,
+            s.s3_endpoint.as_deref().unwrap_or("AWS"),
+            s.dynamo_endpoint.as_deref().unwrap_or("AWS"),
+            s.index_url
+        );
+        let _ = writeln!(
+            o,
+            "{:<44} {:>8} {:>9} {:>9}",
+            "measurement", "docs", "seconds", "docs/s"
+        );
+        let serial = if self.serial_subset {
+            "S  one at a time (Thrall), on a subset"
+        } else {
+            "S  one at a time (Thrall)"
+        };
+        let main = format!("M  ferry, {} worker process(es)", self.migration.workers);
+        for (name, t) in [
+            ("R  server's own _reindex (copy ceiling)", &self.reindex),
+            (
+                "P  store reads as the scanner (read ceiling)",
+                &self.store_reads,
+            ),
+            (serial, &self.serial),
+            (main.as_str(), &self.migration.throughput),
+        ] {
+            let _ = writeln!(
+                o,
+                "{name:<44} {:>8} {:>9.1} {:>9.0}",
+                t.docs, t.seconds, t.docs_per_second
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nM runs\n{:>7} {:>8} {:>9} {:>9} {:>14} {:>24}",
+            "workers", "docs", "seconds", "docs/s", "peak RSS MB", "edits p50/p99/max ms"
+        );
+        for r in &self.runs {
+            let rss: Vec<String> = r.peak_rss_mb.iter().map(|v| format!("{v:.0}")).collect();
+            let _ = writeln!(
+                o,
+                "{:>7} {:>8} {:>9.1} {:>9.0} {:>14} {:>24}",
+                r.workers,
+                r.throughput.docs,
+                r.throughput.seconds,
+                r.throughput.docs_per_second,
+                rss.join("/"),
+                format!(
+                    "{:.0}/{:.0}/{:.0} (n={})",
+                    r.during.p50_ms, r.during.p99_ms, r.during.max_ms, r.during.edits
+                )
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n{:<34} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            "edit latency (publish to visible)", "edits", "visible", "p50 ms", "p99 ms", "max ms"
+        );
+        for (name, l) in [
+            ("idle (Current)", &self.latency_idle),
+            ("during M (Current and Migration)", &self.latency_during),
+        ] {
+            let _ = writeln!(
+                o,
+                "{name:<34} {:>6} {:>8} {:>8.1} {:>8.1} {:>8.1}",
+                l.edits, l.visible, l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n{:<34} {:>10} {:>10}  result",
+            "target", "value", "bound"
+        );
+        for t in &self.targets {
+            let (value, met) = match (t.value, t.met) {
+                (Some(v), Some(true)) => (format!("{v:.2}"), "met"),
+                (Some(v), _) => (format!("{v:.2}"), "MISSED"),
+                (None, _) => ("-".into(), "not measured"),
+            };
+            let _ = writeln!(o, "{:<34} {value:>10} {:>10}  {met}", t.name, t.target);
+        }
+        let cpu = &self.migration.cpu;
+        let by: Vec<String> = cpu
+            .by_process
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nCPU during M (cores): machine {:.2} busy of {}; {}; other {:.2}",
+            cpu.machine_busy_cores,
+            self.machine_before.cores,
+            by.join(", "),
+            cpu.other_cores
+        );
+        o
+    }
+}
