@@ -13,6 +13,9 @@ mod support;
 async fn skipping_dual_writes_is_caught() {
     let mut plan = harness::Plan::ci(4242);
     plan.fault = Some("skip-dual-write".into());
+    // A restarted migration re-copies everything; keep the window between
+    // the copy and the switch, where the broken rule does its damage.
+    plan.allow_abandon = false;
     let out = harness::run(plan).await;
     assert!(
         !out.problems.is_empty(),

@@ -39,6 +39,8 @@ pub struct Plan {
     pub id_space: usize,
     /// Rules to break in the workers (`FERRY_FAULT`), for the checker test.
     pub fault: Option<String>,
+    /// Whether the schedule may abandon and restart the migration.
+    pub allow_abandon: bool,
 }
 
 impl Plan {
@@ -51,6 +53,7 @@ impl Plan {
             initial_docs: 40,
             id_space: 70,
             fault: None,
+            allow_abandon: true,
         }
     }
 }
@@ -275,7 +278,10 @@ async fn control(
     let resume_at = pause_at + ops / 20;
     let kill_at = at(&mut rng, ops, 0.3, 0.7);
     let second_kill = rng.random_bool(0.5).then(|| at(&mut rng, ops, 0.4, 0.8));
-    let abandon = rng.random_bool(0.2).then(|| at(&mut rng, ops, 0.35, 0.5));
+    let abandon = rng
+        .random_bool(0.2)
+        .then(|| at(&mut rng, ops, 0.35, 0.5))
+        .filter(|_| run.plan.allow_abandon);
     let replay_at = at(&mut rng, ops, 0.5, 0.7);
     let complete_at = at(&mut rng, ops, 0.75, 0.9);
     let mut kills = 0;
