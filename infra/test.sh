@@ -32,16 +32,11 @@ fi
 if [ "$#" -gt 0 ]; then
   exec cargo test --locked "$@"
 fi
-# Everything but the broker restart in parallel, then the broker restart
-# alone (it stops RabbitMQ for every test running at that moment).
 if cargo nextest --version >/dev/null 2>&1; then
-  nextest() { cargo nextest run --locked --config-file infra/nextest.toml "$@"; }
-  nextest -E 'not binary(broker_restart)'
-  nextest -E 'binary(broker_restart)'
+  cargo nextest run --locked --config-file infra/nextest.toml
 else
   echo "cargo-nextest not found: running with cargo test (slower)" >&2
-  cargo test --locked -- --skip a_broker_restart
-  cargo test --locked --test broker_restart
+  cargo test --locked
 fi
 # The consistency checker must catch a rule broken on purpose (test-only build).
 cargo test --locked --features fault-injection --test checker_fails
