@@ -109,8 +109,11 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     };
     let poll = async {
         while publishing.load(Ordering::Relaxed) || !lock(&pending).is_empty() {
+            let clock = Instant::now();
             poll_once(&ctx.index, &stream.watch, &pending, &seen).await;
-            tokio::time::sleep(POLL).await;
+            // Every POLL, but polling at most a fifth of the time: when the
+            // index server is slow, the poller must not add to its load.
+            tokio::time::sleep(POLL.max(clock.elapsed() * 4)).await;
         }
     };
     let (published, ()) = tokio::join!(publish, poll);

@@ -24,7 +24,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Documents the latency streams edit (spread over the index).
+/// About this many documents, spread over the index, take the edits.
 const EDITED_DOCS: usize = 1000;
 /// A migration that makes no progress for this long is reported as stuck.
 const STALL: Duration = Duration::from_secs(180);
@@ -132,7 +132,12 @@ pub async fn measure(
             alias: settings.current_alias.clone(),
         }])
         .await?;
-    let edited = reindex::ids(&ctx, &current, EDITED_DOCS).await?;
+    // Spread over the whole index, as real edits are: the first documents
+    // in scan order are also the first the scanner queues, and editing only
+    // those would make every edit collide with the migration's writes.
+    let all = reindex::ids(&ctx, &current, size).await?;
+    let step = (all.len() / EDITED_DOCS).max(1);
+    let edited: Vec<DocId> = all.into_iter().step_by(step).collect();
     let broker = Broker::connect(&settings).await?;
     eprintln!(
         "bench {}: M, {} worker(s) migrating {} documents...",
@@ -201,7 +206,7 @@ async fn with_workers(
             },
         );
         let watch = async {
-            let r = until_migrated(ctx, current, &target).await;
+            let r = until_migrated(ctx, broker, current, &target).await;
             // From `start` (index creation included) to none left.
             let seconds = clock.elapsed().as_secs_f64();
             stop.store(true, Ordering::Relaxed);
@@ -246,17 +251,30 @@ async fn wait_for_consumers(broker: &Broker, workers: usize) -> Result<(), OpsEr
 }
 
 /// Polls until no document of `current` lacks an outcome for `target`.
+///
+/// Counting is not free (osmem scans every document for it), so it is
+/// kept off the migration's back: the cheap migration queue depth is
+/// polled often, and documents are counted only when that queue is empty
+/// (or every few seconds, to notice a stall), never more than a fifth of
+/// the time.
 async fn until_migrated(
     ctx: &Ctx,
+    broker: &Broker,
     current: &IndexName,
     target: &IndexName,
 ) -> Result<(), OpsError> {
     let (mut last, mut moved) = (u64::MAX, Instant::now());
+    let mut counted_at = Instant::now();
     loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued = broker.depth(&broker.names.migration).await.unwrap_or(1);
+        if queued > 0 && counted_at.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        let clock = Instant::now();
         // No refresh per poll: a refresh costs the index server seconds
-        // under write load and would slow the very migration being timed.
-        // Counts can only lag behind (outcomes not yet visible), never run
-        // ahead, so a zero is confirmed once after a refresh.
+        // under write load. Counts can only lag behind (outcomes not yet
+        // visible), never run ahead, so a zero is confirmed after one.
         let counted = async {
             let n = ctx
                 .index
@@ -274,7 +292,7 @@ async fn until_migrated(
             // stall check below bounds how long we keep asking.
             Err(e) if e.is_transient() && moved.elapsed() < STALL => {
                 tracing::warn!(error = %e, "cannot count the documents left; asking again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                counted_at = Instant::now();
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -290,6 +308,7 @@ async fn until_migrated(
                 STALL.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(clock.elapsed() * 4).await;
+        counted_at = Instant::now();
     }
 }
