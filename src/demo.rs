@@ -5,6 +5,7 @@
 //! indices and queues, so it never touches anything else on the stack.
 
 use crate::index::scan::TermBucket;
+use crate::ops::lifecycle::Gate;
 use crate::ops::{self, OpsError};
 use crate::queue::Broker;
 use crate::seed::pipeline::Pipeline;
@@ -141,12 +142,18 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
     let st = ops::status::status(&ctx, Some(&broker)).await?;
     let progress = st.progress.clone();
     let failures = ops::failures::overview(&ctx, ops::failures::scope(&ctx, false).await?).await?;
-    match ops::lifecycle::complete(&ctx, false, 100).await {
+    match ops::lifecycle::complete(&ctx, Gate::checked(100)).await {
         Ok(c) => eprintln!("demo {run}: {}", c.done),
         Err(OpsError::Refused(why)) => {
             eprintln!("demo {run}: complete refused, as it should with failures: {why}");
             eprintln!("demo {run}: completing with --force (the broken documents stay out of the new index)");
-            let c = ops::lifecycle::complete(&ctx, true, 0).await?;
+            let c = ops::lifecycle::complete(
+                &ctx,
+                Gate::Forced {
+                    by: "ferry demo".into(),
+                },
+            )
+            .await?;
             eprintln!("demo {run}: {}", c.done);
         }
         Err(e) => return Err(e),

@@ -25,11 +25,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the browser waits for an element after a navigation.
 const PAGE: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address").port()
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -48,7 +43,7 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Driver {
-        let port = free_port();
+        let port = support::free_port();
         let child = tokio::process::Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -119,7 +114,7 @@ where
 
 /// A worker with the admin server and token.
 fn admin_worker(env: &TestEnv) -> (Worker, String) {
-    let bind = format!("127.0.0.1:{}", free_port());
+    let bind = format!("127.0.0.1:{}", support::free_port());
     let worker =
         env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind), ("FERRY_ADMIN_TOKEN", TOKEN)]);
     (worker, format!("http://{bind}"))

@@ -1748,14 +1748,6 @@ fn the_readme_documents_production_with_the_same_image_name() {
 
 // ------------------------------------------------------------ with services
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn status_of(http: &reqwest::Client, url: &str) -> Option<u16> {
     http.get(url).send().await.ok().map(|r| r.status().as_u16())
 }
@@ -1803,7 +1795,7 @@ async fn every_probe_path_is_served_by_a_real_worker() {
         );
     }
     let env = TestEnv::new("dp").await;
-    let port = free_port();
+    let port = support::free_port();
     let bind = format!("127.0.0.1:{port}");
     let deadline = configmap_deadline();
     let mut worker = env.spawn_worker_with(&[
@@ -1852,7 +1844,7 @@ async fn every_probe_path_is_served_by_a_real_worker() {
 async fn a_worker_declares_the_quorum_topology_and_becomes_ready() {
     let mut env = TestEnv::new("dq").await;
     env.settings.topology = root().join(QUORUM).to_str().unwrap().to_string();
-    let port = free_port();
+    let port = support::free_port();
     let bind = format!("127.0.0.1:{port}");
     let mut worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind)]);
     let http = reqwest::Client::builder()

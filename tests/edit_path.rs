@@ -6,7 +6,7 @@
 mod support;
 
 use ferry::index::{records, StoredDoc, Target, Write};
-use ferry::ops::lifecycle;
+use ferry::ops::lifecycle::{self, Gate};
 use ferry::queue::{Broker, DocKind, DocMessage, MigrateMessage, Payload};
 use ferry::seed::pipeline::Pipeline;
 use ferry::stores::Projection;
@@ -779,7 +779,7 @@ async fn edits_straddling_the_completion_switch_reach_both_indices() {
         assert_eq!(seen.migration(), Some(target.clone()));
     }
 
-    lifecycle::complete(&env.ctx, false, 0)
+    lifecycle::complete(&env.ctx, Gate::checked(0))
         .await
         .expect("complete");
     let (cur, hist) = (&env.settings.current_alias, &env.settings.historical_alias);

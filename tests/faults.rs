@@ -15,14 +15,6 @@ use std::time::{Duration, Instant};
 use support::proxy::{Mode, Proxy};
 use support::{eventually, TestEnv};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
         .trim_end_matches('/')
@@ -148,7 +140,7 @@ async fn index_outage_turns_readiness_red_and_the_worker_resumes_by_itself() {
         .unwrap();
     let proxy = Proxy::start(&host_port(&env.settings.index_url)).await;
     env.settings.index_url = proxy.url.clone();
-    let port = free_port();
+    let port = support::free_port();
     let _worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &format!("127.0.0.1:{port}"))]);
     let ready = format!("http://127.0.0.1:{port}/readyz");
     let http = reqwest::Client::new();
@@ -254,7 +246,7 @@ async fn migration_slows_under_429s_recovers_and_obeys_the_operators_cap() {
     let ids = env.seed(1500, 0).await;
     let proxy = Proxy::start(&host_port(&env.settings.index_url)).await;
     env.settings.index_url = proxy.url.clone();
-    let port = free_port();
+    let port = support::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let _worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &format!("127.0.0.1:{port}"))]);
     let http = reqwest::Client::new();
@@ -538,7 +530,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_touches_nothing_else() 
 async fn secrets_never_reach_logs_errors_or_status() {
     let mut env = TestEnv::new("fk").await;
     env.seed(20, 0).await;
-    let port = free_port();
+    let port = support::free_port();
     let secrets = [
         "amqp-s3cret-pw",
         "index-s3cret-pw",

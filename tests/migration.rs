@@ -11,7 +11,7 @@ mod support;
 use ferry::index::records::{self, Outcome};
 use ferry::index::scan::ScanRequest;
 use ferry::index::StoredDoc;
-use ferry::ops::lifecycle::{self, Progress};
+use ferry::ops::lifecycle::{self, Gate, Progress};
 use ferry::ops::verify::{self, Report, Scope};
 use ferry::ops::{failures, OpsError};
 use ferry::queue::{Broker, Message};
@@ -36,18 +36,10 @@ const SHORT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------- helpers
 
-/// A free loopback port for a worker's admin server.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A worker with its admin server on a free port, so that its `/metrics`
 /// can be read.
 fn spawn_observed_worker(env: &TestEnv) -> (Worker, u16) {
-    let port = free_port();
+    let port = support::free_port();
     let bind = format!("127.0.0.1:{port}");
     (env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind)]), port)
 }
@@ -507,7 +499,7 @@ async fn full_migration_under_live_traffic_then_completion() {
     );
     assert!(messages(port, "migration", "migrated").await > 0);
 
-    let done = lifecycle::complete(&env.ctx, false, 100)
+    let done = lifecycle::complete(&env.ctx, Gate::checked(100))
         .await
         .expect("complete");
     assert_eq!(done.index, target.to_string());
@@ -742,7 +734,7 @@ async fn broken_documents_become_grouped_failure_records_and_block_completion() 
     assert!(report.differences.is_empty(), "{:?}", report.differences);
     assert_eq!((report.compared, report.failed), (295, 5));
 
-    match lifecycle::complete(&env.ctx, false, 100).await {
+    match lifecycle::complete(&env.ctx, Gate::checked(100)).await {
         Err(OpsError::Refused(why)) => assert!(why.contains("5 failed"), "{why}"),
         other => panic!("complete must be refused while failures exist, got {other:?}"),
     }
@@ -751,7 +743,7 @@ async fn broken_documents_become_grouped_failure_records_and_block_completion() 
         (current.clone(), target.clone()),
         "a refused completion changes nothing"
     );
-    lifecycle::complete(&env.ctx, true, 0)
+    lifecycle::complete(&env.ctx, Gate::Forced { by: "test".into() })
         .await
         .expect("complete --force");
     let st = env

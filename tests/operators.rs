@@ -172,12 +172,6 @@ async fn migration_depth(env: &TestEnv) -> u32 {
     depth
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address").port()
-}
-
 /// A worker with its admin server, and an HTTP client for it.
 struct Admin {
     worker: Worker,
@@ -187,7 +181,7 @@ struct Admin {
 
 impl Admin {
     async fn start(env: &TestEnv) -> Admin {
-        let bind = format!("127.0.0.1:{}", free_port());
+        let bind = format!("127.0.0.1:{}", support::free_port());
         let worker =
             env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind), ("FERRY_ADMIN_TOKEN", TOKEN)]);
         let http = reqwest::Client::builder()

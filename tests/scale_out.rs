@@ -19,16 +19,8 @@ struct Replica {
     base: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(env: &TestEnv) -> Replica {
-    let port = free_port();
+    let port = support::free_port();
     let worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &format!("127.0.0.1:{port}"))]);
     Replica {
         worker,

@@ -2,13 +2,14 @@
 //! serialized reports. Reads are open on the admin address; every mutation
 //! needs `Authorization: Bearer <FERRY_ADMIN_TOKEN>`.
 
-use super::auth::{bearer, token_ok};
+use super::auth::Authorized;
 use super::AppState;
+use crate::ops::lifecycle::Gate;
 use crate::ops::{self, OpsError};
 use crate::types::DocId;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,11 +25,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/record", get(record))
         .route("/api/verify", get(verify))
         .route("/api/start", post(start))
-        .route("/api/pause", post(|s, h| simple(s, h, Op::Pause)))
-        .route("/api/resume", post(|s, h| simple(s, h, Op::Resume)))
-        .route("/api/preview", post(|s, h| simple(s, h, Op::Preview)))
-        .route("/api/unpreview", post(|s, h| simple(s, h, Op::Unpreview)))
-        .route("/api/rollback", post(|s, h| simple(s, h, Op::Rollback)))
+        .route("/api/pause", post(|s, a| simple(s, a, Op::Pause)))
+        .route("/api/resume", post(|s, a| simple(s, a, Op::Resume)))
+        .route("/api/preview", post(|s, a| simple(s, a, Op::Preview)))
+        .route("/api/unpreview", post(|s, a| simple(s, a, Op::Unpreview)))
+        .route("/api/rollback", post(|s, a| simple(s, a, Op::Rollback)))
         .route("/api/complete", post(complete))
         .route("/api/abandon", post(abandon))
         .route("/api/queue", post(queue))
@@ -60,24 +61,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({ "error": "this endpoint changes state: send Authorization: Bearer <FERRY_ADMIN_TOKEN>" })),
-    )
-        .into_response()
-}
-
-fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    token_ok(&st.ctx.settings.admin_token, bearer(headers))
-}
-
 type ApiResult = Result<Response, ApiError>;
 
-/// A mutation's JSON body, taken as `Result` by the handler and opened only
-/// after the token check: without the token, a missing or malformed body is
-/// a 401 like any other request, not a parse error.
+/// A mutation's JSON body, taken as `Result` by the handler so that a
+/// malformed one is a 400 in the API's own error shape.
 fn body<T>(b: Result<T, JsonRejection>) -> Result<T, ApiError> {
     b.map_err(|e| OpsError::Invalid(e.body_text()).into())
 }
@@ -155,12 +142,9 @@ struct StartBody {
 
 async fn start(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Option<Json<StartBody>>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let mapping = body(b)?
         .and_then(|b| b.0.mapping)
         .unwrap_or_else(|| st.ctx.settings.mapping.clone());
@@ -175,10 +159,7 @@ enum Op {
     Rollback,
 }
 
-async fn simple(State(st): State<AppState>, headers: HeaderMap, op: Op) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
+async fn simple(State(st): State<AppState>, _: Authorized, op: Op) -> ApiResult {
     let ctx = &st.ctx;
     let done = match op {
         Op::Pause => ops::lifecycle::pause(ctx).await?,
@@ -195,18 +176,24 @@ struct CompleteBody {
     #[serde(default)]
     force: bool,
     verify_sample: Option<usize>,
+    /// Who forces the switch, for the log line.
+    by: Option<String>,
 }
 
 async fn complete(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Option<Json<CompleteBody>>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
-    ok(ops::lifecycle::complete(&st.ctx, b.force, b.verify_sample.unwrap_or(100)).await?)
+    let gate = if b.force {
+        let by =
+            b.by.unwrap_or_else(|| "an admin API caller (no `by` given)".into());
+        Gate::Forced { by }
+    } else {
+        Gate::checked(b.verify_sample.unwrap_or(100))
+    };
+    ok(ops::lifecycle::complete(&st.ctx, gate).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,12 +204,9 @@ struct AbandonBody {
 
 async fn abandon(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Option<Json<AbandonBody>>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
     ok(ops::lifecycle::abandon(&st.ctx, b.delete_index).await?)
 }
@@ -242,12 +226,9 @@ fn parse_ids(raw: Vec<String>) -> Result<Vec<DocId>, OpsError> {
 
 async fn queue(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let Json(b) = body(b)?;
     let ids = parse_ids(b.ids)?;
     let broker = st
@@ -259,12 +240,9 @@ async fn queue(
 
 async fn retry(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let Json(b) = body(b)?;
     let selection = match b.message {
         Some(m) => ops::failures::Selection::Message(m),
@@ -292,12 +270,9 @@ struct ThrottleBody {
 
 async fn throttle_set(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized,
     b: Result<Json<ThrottleBody>, JsonRejection>,
 ) -> ApiResult {
-    if !authorized(&st, &headers) {
-        return Ok(unauthorized());
-    }
     let Json(b) = body(b)?;
     ok(ops::throttle::set(&st.ctx, b.max_docs_per_second).await?)
 }

@@ -1,7 +1,13 @@
 //! The admin token: required by every state-changing endpoint, compared in
 //! constant time, never logged.
 
+use super::AppState;
 use crate::types::Secret;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use subtle::ConstantTimeEq;
 
 /// Whether a presented token matches the configured one. With no token
@@ -21,6 +27,33 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Proof that a request carried the admin token. Every state-changing API
+/// handler takes it as its first argument, so the token is checked before
+/// the body is read: without it, a malformed body is a 401 like any other.
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        if token_ok(&st.ctx.settings.admin_token, bearer(&parts.headers)) {
+            Ok(Authorized)
+        } else {
+            Err(unauthorized())
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    let why = "this endpoint changes state: send Authorization: Bearer <FERRY_ADMIN_TOKEN>";
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

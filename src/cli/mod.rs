@@ -6,6 +6,7 @@ mod output;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferry::config::Settings;
+use ferry::ops::lifecycle::Gate;
 use ferry::ops::{self, OpsError};
 use ferry::queue::{Broker, DocKind, DocMessage};
 use ferry::types::DocId;
@@ -344,10 +345,18 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
         Complete {
             force,
             verify_sample,
-        } => output::changed(
-            json,
-            &ops::lifecycle::complete(ctx, force, verify_sample).await?,
-        ),
+        } => {
+            let gate = if force {
+                // Whoever ran the command, through sudo or not.
+                let by = std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_else(|_| "unknown".into());
+                Gate::Forced { by }
+            } else {
+                Gate::checked(verify_sample)
+            };
+            output::changed(json, &ops::lifecycle::complete(ctx, gate).await?)
+        }
         Abandon { delete_index } => {
             output::changed(json, &ops::lifecycle::abandon(ctx, delete_index).await?)
         }

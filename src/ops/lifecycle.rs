@@ -248,33 +248,57 @@ pub async fn progress(
     })
 }
 
+/// What `complete` checks before it switches.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// Refuse while documents are unmigrated or failed, or while a sampled
+    /// verify of this many documents (0: none) finds differences.
+    Checked {
+        /// Documents the verify samples.
+        verify_sample: usize,
+    },
+    /// Switch anyway, logging who asked and what was skipped.
+    Forced {
+        /// The operator, for the log line (a user name, or how they came in).
+        by: String,
+    },
+}
+
+impl Gate {
+    /// The checked gate with a verify of `verify_sample` documents.
+    pub fn checked(verify_sample: usize) -> Self {
+        Gate::Checked { verify_sample }
+    }
+}
+
 /// Switches Current to the migration index in one atomic request.
-pub async fn complete(ctx: &Ctx, force: bool, verify_sample: usize) -> Result<Changed, OpsError> {
+pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     let st = healthy_state(ctx).await?;
     let target = need_migration(&st, ctx)?;
     let current = need_current(&st)?;
     let p = progress(ctx, &current, &target).await?;
-    if (p.to_go > 0 || p.failed > 0) && !force {
-        return Err(OpsError::Refused(format!(
-            "{} documents are not migrated yet and {} failed (of {}). Wait for the workers, retry failures (`ferry failures`, `ferry failures retry`), or complete anyway with `ferry complete --force`",
-            p.to_go, p.failed, p.total
-        )));
-    }
-    if verify_sample > 0 && !force {
-        let report =
-            super::verify::verify(ctx, super::verify::Scope::Sample(verify_sample)).await?;
-        if !report.differences.is_empty() {
-            return Err(OpsError::Refused(format!(
-                "a sampled verify found {} differences between {target} and the stores (see `ferry verify`); fix them or complete anyway with `ferry complete --force`",
-                report.differences.len()
-            )));
+    match &gate {
+        Gate::Checked { verify_sample } => {
+            if p.to_go > 0 || p.failed > 0 {
+                return Err(OpsError::Refused(format!(
+                    "{} documents are not migrated yet and {} failed (of {}). Wait for the workers, retry failures (`ferry failures`, `ferry failures retry`), or complete anyway with `ferry complete --force`",
+                    p.to_go, p.failed, p.total
+                )));
+            }
+            if *verify_sample > 0 {
+                let scope = super::verify::Scope::Sample(*verify_sample);
+                let report = super::verify::verify(ctx, scope).await?;
+                if !report.differences.is_empty() {
+                    return Err(OpsError::Refused(format!(
+                        "a sampled verify found {} differences between {target} and the stores (see `ferry verify`); fix them or complete anyway with `ferry complete --force`",
+                        report.differences.len()
+                    )));
+                }
+            }
         }
-    }
-    if force {
-        let who = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".into());
-        tracing::warn!(who, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, from = %current, to = %target, "migration completed with --force");
+        Gate::Forced { by } => {
+            tracing::warn!(by = %by, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, from = %current, to = %target, "migration completed with --force");
+        }
     }
     // Recorded first: if the switch then fails, a record naming an index
     // that is not Historical is ignored.

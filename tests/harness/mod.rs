@@ -384,7 +384,7 @@ async fn complete_when_ready(run: &Run, limit: Duration) {
     let ctx = &run.env.ctx;
     let deadline = Instant::now() + limit;
     loop {
-        match ops::lifecycle::complete(ctx, false, 0).await {
+        match ops::lifecycle::complete(ctx, ops::lifecycle::Gate::checked(0)).await {
             Ok(c) => {
                 run.switched.store(true, Ordering::SeqCst);
                 run.event(format!("complete: {}", c.done));

@@ -37,6 +37,14 @@ fn expiring_topology() -> String {
     .clone()
 }
 
+/// A loopback port nobody listens on right now (for a worker's admin server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// One isolated environment on the local stack.
 pub struct TestEnv {
     /// Settings with unique names.
