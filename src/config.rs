@@ -4,7 +4,7 @@
 //! in [`Secret`] so that no log line, error or `status` output can print them.
 
 use crate::retry::RetryPolicy;
-use crate::types::{IndexName, Secret};
+use crate::types::{IndexName, InvalidValue, Secret};
 use clap::Args;
 use std::time::Duration;
 
@@ -255,6 +255,25 @@ impl Settings {
             s: Settings,
         }
         <Only as clap::Parser>::try_parse_from(["ferry"]).map(|o| o.s)
+    }
+
+    /// These settings with aliases, index prefix and queues of their own,
+    /// named after `name`, no admin server and a half-second scan interval:
+    /// how the demo and the benchmark keep their runs apart from each other
+    /// and from a live system on the same services.
+    pub fn isolated(&self, name: &str) -> Result<Settings, InvalidValue> {
+        let alias = |suffix: &str| IndexName::parse(format!("{name}_{suffix}"));
+        let mut s = self.clone();
+        s.current_alias = alias("Current")?;
+        s.migration_alias = alias("Migration")?;
+        s.historical_alias = alias("Historical")?;
+        s.paused_alias = alias("PAUSED")?;
+        s.preview_alias = alias("PREVIEW")?;
+        s.index_prefix = name.to_lowercase();
+        s.queue_prefix = name.to_lowercase();
+        s.admin_bind = "off".into();
+        s.scan_interval = Duration::from_millis(500);
+        Ok(s)
     }
 
     /// The S3 endpoint override in force: `FERRY_S3_ENDPOINT`, else

@@ -55,27 +55,10 @@ impl DemoReport {
     }
 }
 
-fn isolated(ctx: &Ctx, run: &str) -> Result<crate::config::Settings, OpsError> {
-    let mut s = ctx.settings.clone();
-    let name = |suffix: &str| {
-        IndexName::parse(format!("{run}_{suffix}")).map_err(|e| OpsError::Invalid(e.to_string()))
-    };
-    s.current_alias = name("Current")?;
-    s.migration_alias = name("Migration")?;
-    s.historical_alias = name("Historical")?;
-    s.paused_alias = name("PAUSED")?;
-    s.preview_alias = name("PREVIEW")?;
-    s.index_prefix = run.to_lowercase();
-    s.queue_prefix = run.to_lowercase();
-    s.admin_bind = "off".into();
-    s.scan_interval = Duration::from_millis(500);
-    Ok(s)
-}
-
 /// Runs the demo.
 pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, OpsError> {
     let run = format!("demo{}", chrono::Utc::now().format("%m%d%H%M%S"));
-    let settings = isolated(base, &run)?;
+    let settings = base.settings.isolated(&run)?;
     let ctx = Ctx::new(settings.clone()).await?;
     eprintln!("demo {run}: seeding {count} documents ({broken} broken on purpose)...");
     let seeded = seed::seed(
@@ -103,10 +86,8 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
         .collect();
     let live = live_changes(&ctx, &broker, &ids, stop_changes.clone(), changes.clone());
     let watch = async {
-        let current = IndexName::parse(seeded.current.clone())
-            .map_err(|e| OpsError::Invalid(e.to_string()))?;
-        let target = IndexName::parse(started.index.clone())
-            .map_err(|e| OpsError::Invalid(e.to_string()))?;
+        let current = IndexName::parse(seeded.current.clone())?;
+        let target = IndexName::parse(started.index.clone())?;
         let bar = indicatif::ProgressBar::new(count as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -198,8 +179,7 @@ async fn live_changes(
             pipeline.edit(id).await?;
         } else if roll < 0.9 {
             fresh += 1;
-            let new_id = DocId::parse(format!("{id}-new{fresh}"))
-                .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let new_id = DocId::parse(format!("{id}-new{fresh}"))?;
             pipeline.upload(&new_id).await?;
         } else {
             pipeline.delete(id).await?;

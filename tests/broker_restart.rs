@@ -59,22 +59,8 @@ async fn a_broker_restart_loses_nothing_confirmed() {
         .unwrap();
     let _worker = env.spawn_worker();
     let mut broker = env.broker().await;
-    let current = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .current_index()
-        .unwrap();
-    let target = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .migration_index()
-        .unwrap();
+    let current = env.current_index().await;
+    let target = env.migration_index().await;
     eventually(
         Duration::from_secs(120),
         "some documents migrated",

@@ -144,24 +144,8 @@ async fn cli_ok(env: &TestEnv, args: &[&str]) -> String {
     out
 }
 
-async fn migration_index(env: &TestEnv) -> IndexName {
-    let st = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .expect("aliases");
-    st.migration_index().expect("a migration index")
-}
-
 async fn progress(env: &TestEnv, target: &IndexName) -> Progress {
-    let st = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .expect("aliases");
-    let current = st.current_index().expect("a Current index");
+    let current = env.current_index().await;
     ferry::ops::lifecycle::progress(&env.ctx, &current, target)
         .await
         .expect("progress")
@@ -202,7 +186,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
     let ids = env.seed(20, 8).await;
     let (_worker, base) = admin_worker(&env);
     cli_ok(&env, &["start"]).await;
-    let target = migration_index(&env).await;
+    let target = env.migration_index().await;
     eventually(
         Duration::from_secs(60),
         "8 failures recorded, nothing to go",
@@ -428,7 +412,7 @@ async fn failure_messages_are_shown_as_text_never_run() {
     // written by hand below is the only outcome.
     cli_ok(&env, &["start"]).await;
     cli_ok(&env, &["pause"]).await;
-    let target = migration_index(&env).await;
+    let target = env.migration_index().await;
     let evil = "<script>window.pwned=1</script>";
     let id = &ids[2];
     env.ctx

@@ -737,14 +737,7 @@ async fn sigterm_mid_stream_loses_no_edit() {
 async fn edits_straddling_the_completion_switch_reach_both_indices() {
     let env = TestEnv::new("ep").await;
     let ids = env.seed(4, 0).await;
-    let old = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .current_index()
-        .unwrap();
+    let old = env.current_index().await;
     let target = start_migration(&env).await;
     lifecycle::pause(&env.ctx).await.expect("pause");
     let broker = env.broker().await;

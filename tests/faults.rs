@@ -9,7 +9,7 @@ use ferry::index::records;
 use ferry::ops;
 use ferry::seed::pipeline::Pipeline;
 use ferry::stores::Projection;
-use ferry::types::{DocId, IndexName};
+use ferry::types::DocId;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::proxy::{Mode, Proxy};
@@ -21,28 +21,11 @@ fn host_port(url: &str) -> String {
         .to_string()
 }
 
-async fn target(env: &TestEnv) -> IndexName {
-    env.ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .migration_index()
-        .expect("a migration")
-}
-
 /// Waits until nothing is left to go, then checks the migration index
 /// equals the stores and no failure was recorded.
 async fn finishes_clean(env: &TestEnv, limit: Duration) {
-    let current = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .current_index()
-        .unwrap();
-    let t = target(env).await;
+    let current = env.current_index().await;
+    let t = env.migration_index().await;
     let p = eventually(limit, "migration to finish", || async {
         let p = ops::lifecycle::progress(&env.ctx, &current, &t)
             .await
@@ -278,15 +261,8 @@ async fn migration_slows_under_429s_recovers_and_obeys_the_operators_cap() {
     ops::lifecycle::start(&env.ctx, &env.settings.mapping)
         .await
         .unwrap();
-    let current = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .current_index()
-        .unwrap();
-    let t = target(&env).await;
+    let current = env.current_index().await;
+    let t = env.migration_index().await;
     eventually(
         Duration::from_secs(30),
         "the cap to reach the worker",
@@ -448,15 +424,8 @@ async fn every_bad_input_gets_its_documented_outcome_and_touches_nothing_else() 
     assert_eq!(got, want);
 
     // Broken documents got failure records; the odd ids are exactly where named.
-    let current = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .unwrap()
-        .current_index()
-        .unwrap();
-    let t = target(&env).await;
+    let current = env.current_index().await;
+    let t = env.migration_index().await;
     eventually(Duration::from_secs(90), "5 failure records", || async {
         let p = ops::lifecycle::progress(&env.ctx, &current, &t)
             .await

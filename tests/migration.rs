@@ -108,16 +108,7 @@ async fn lease_holder_pid(env: &TestEnv) -> Option<i32> {
 
 /// The indices behind Current and Migration.
 async fn indices(env: &TestEnv) -> (IndexName, IndexName) {
-    let st = env
-        .ctx
-        .index
-        .alias_state(&env.ctx.aliases)
-        .await
-        .expect("alias state");
-    (
-        st.current_index().expect("one Current index"),
-        st.migration_index().expect("a migration in progress"),
-    )
+    (env.current_index().await, env.migration_index().await)
 }
 
 /// Seeds, starts a migration and returns (ids, Current index, target index).

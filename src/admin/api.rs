@@ -40,9 +40,9 @@ pub fn routes() -> Router<AppState> {
 /// An operation's error as an HTTP answer: refusals are 409 with the reason.
 pub struct ApiError(pub OpsError);
 
-impl From<OpsError> for ApiError {
-    fn from(e: OpsError) -> Self {
-        ApiError(e)
+impl<E: Into<OpsError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
     }
 }
 
@@ -114,7 +114,7 @@ struct RecordQuery {
 }
 
 async fn record(State(st): State<AppState>, Query(q): Query<RecordQuery>) -> ApiResult {
-    let id = DocId::parse(q.id).map_err(|e| OpsError::Invalid(e.to_string()))?;
+    let id = DocId::parse(q.id)?;
     let scope = ops::failures::scope(&st.ctx, q.historical).await?;
     ok(ops::failures::show(&st.ctx, scope, &id).await?)
 }
@@ -220,7 +220,7 @@ struct IdsBody {
 
 fn parse_ids(raw: Vec<String>) -> Result<Vec<DocId>, OpsError> {
     raw.into_iter()
-        .map(|r| DocId::parse(r).map_err(|e| OpsError::Invalid(e.to_string())))
+        .map(|r| DocId::parse(r).map_err(OpsError::from))
         .collect()
 }
 

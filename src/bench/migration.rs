@@ -7,9 +7,9 @@
 
 use super::cpu;
 use super::latency::{self, Latency, Stream};
+use super::long_client;
 use super::reindex;
 use super::report::Throughput;
-use super::{index_name, isolated, long_client};
 use crate::config::Settings;
 use crate::index::aliases::AliasAction;
 use crate::index::records;
@@ -117,9 +117,9 @@ pub async fn measure(
     source: &IndexName,
     spec: &Spec,
 ) -> Result<MigrationRun, OpsError> {
-    let settings = isolated(base, &spec.name)?;
+    let settings = base.isolated(&spec.name)?;
     let ctx = Ctx::new(settings.clone()).await?;
-    let current = index_name(format!("{}_legacy", settings.index_prefix))?;
+    let current = IndexName::parse(format!("{}_legacy", settings.index_prefix))?;
     let client = long_client(&settings)?;
     client
         .create_index(&current, &read_mapping(&settings.mapping)?)
@@ -189,7 +189,7 @@ async fn with_workers(
         let before = cpu::snapshot(&workers.pids());
         let clock = Instant::now();
         let started = ops::lifecycle::start(ctx, &ctx.settings.mapping).await?;
-        let target = target.insert(index_name(started.index)?).clone();
+        let target = target.insert(IndexName::parse(started.index)?).clone();
         let stop = AtomicBool::new(false);
         let stream = latency::run(
             ctx,

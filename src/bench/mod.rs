@@ -64,31 +64,6 @@ impl Default for BenchOptions {
     }
 }
 
-/// Settings for one isolated part of the run: its own aliases, index
-/// prefix and queues, no admin server, and a short scan interval so that
-/// the scanner notices `start` within half a second (as in the demo).
-pub(crate) fn isolated(base: &Settings, name: &str) -> Result<Settings, OpsError> {
-    let mut s = base.clone();
-    let alias = |suffix: &str| {
-        IndexName::parse(format!("{name}_{suffix}")).map_err(|e| OpsError::Invalid(e.to_string()))
-    };
-    s.current_alias = alias("Current")?;
-    s.migration_alias = alias("Migration")?;
-    s.historical_alias = alias("Historical")?;
-    s.paused_alias = alias("PAUSED")?;
-    s.preview_alias = alias("PREVIEW")?;
-    s.index_prefix = name.to_lowercase();
-    s.queue_prefix = name.to_lowercase();
-    s.admin_bind = "off".into();
-    s.scan_interval = Duration::from_millis(500);
-    Ok(s)
-}
-
-/// An index name from a string built here.
-pub(crate) fn index_name(raw: String) -> Result<IndexName, OpsError> {
-    IndexName::parse(raw).map_err(|e| OpsError::Invalid(e.to_string()))
-}
-
 /// A client for the long server-side calls (`_reindex` of 100,000
 /// documents takes longer than the per-request timeout workers use).
 pub(crate) fn long_client(s: &Settings) -> Result<IndexClient, OpsError> {
@@ -126,7 +101,7 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
         rand::random::<u16>()
     );
     let machine_before = cpu::Machine::now();
-    let settings = isolated(&base.settings, &run)?;
+    let settings = base.settings.isolated(&run)?;
     let ctx = Ctx::new(settings.clone()).await?;
     let total = opts.sizes.iter().copied().fold(opts.count, usize::max);
     eprintln!("bench {run}: seeding {total} documents...");
@@ -140,7 +115,7 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
         },
     )
     .await?;
-    let source = index_name(seeded.current.clone())?;
+    let source = IndexName::parse(seeded.current.clone())?;
     let limit = (total > opts.count).then_some(opts.count);
 
     eprintln!(

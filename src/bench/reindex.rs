@@ -3,8 +3,8 @@
 //! can beat. Also the untimed copies that give each M run its own Current
 //! index, and the ids of the documents every measurement uses.
 
+use super::long_client;
 use super::report::Throughput;
-use super::{index_name, long_client};
 use crate::index::client::Body;
 use crate::index::scan::ScanRequest;
 use crate::index::{IndexClient, IndexError};
@@ -63,7 +63,7 @@ pub async fn measure(
     max_docs: Option<usize>,
 ) -> Result<Throughput, OpsError> {
     let client = long_client(&ctx.settings)?;
-    let fresh = index_name(format!("{}_reindex", ctx.settings.index_prefix))?;
+    let fresh = IndexName::parse(format!("{}_reindex", ctx.settings.index_prefix))?;
     client
         .create_index(&fresh, &read_mapping(&ctx.settings.mapping)?)
         .await?;

@@ -4,7 +4,6 @@
 //! into the new index with its external version, record the outcome on the
 //! Current document with a partial update. No batching, no concurrency.
 
-use super::index_name;
 use super::report::Throughput;
 use crate::index::{records, Target};
 use crate::ops::lifecycle::read_mapping;
@@ -17,7 +16,7 @@ use std::time::Instant;
 /// Migrates `ids` from `source` into a fresh index, one at a time, timed;
 /// the fresh index is deleted afterwards.
 pub async fn measure(ctx: &Ctx, source: &IndexName, ids: &[DocId]) -> Result<Throughput, OpsError> {
-    let target = index_name(format!("{}_serial", ctx.settings.index_prefix))?;
+    let target = IndexName::parse(format!("{}_serial", ctx.settings.index_prefix))?;
     ctx.index
         .create_index(&target, &read_mapping(&ctx.settings.mapping)?)
         .await?;

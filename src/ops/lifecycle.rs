@@ -60,8 +60,7 @@ fn need_current(st: &AliasState) -> Result<IndexName, OpsError> {
 /// The name `start` gives a new index: `<prefix>_<UTC timestamp>`.
 pub fn new_index_name(prefix: &str) -> Result<IndexName, OpsError> {
     let stamp = chrono::Utc::now().format("%Y%m%dt%H%M%S%3fz");
-    IndexName::parse(format!("{}_{stamp}", prefix.to_lowercase()))
-        .map_err(|e| OpsError::Invalid(e.to_string()))
+    IndexName::parse(format!("{}_{stamp}", prefix.to_lowercase())).map_err(OpsError::from)
 }
 
 /// Reads a mapping/settings file.

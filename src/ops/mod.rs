@@ -35,6 +35,12 @@ pub enum OpsError {
     Queue(#[from] QueueError),
 }
 
+impl From<crate::types::InvalidValue> for OpsError {
+    fn from(e: crate::types::InvalidValue) -> Self {
+        OpsError::Invalid(e.to_string())
+    }
+}
+
 impl From<crate::worker::scanner::ScanError> for OpsError {
     fn from(e: crate::worker::scanner::ScanError) -> Self {
         use crate::worker::scanner::ScanError;

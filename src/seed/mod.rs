@@ -140,8 +140,7 @@ pub async fn ensure_current(ctx: &Ctx) -> Result<IndexName, OpsError> {
     let name = IndexName::parse(format!(
         "{}_legacy",
         ctx.settings.index_prefix.to_lowercase()
-    ))
-    .map_err(|e| OpsError::Invalid(e.to_string()))?;
+    ))?;
     if !ctx.index.exists(&name).await? {
         ctx.index
             .create_index(&name, &read_mapping(&ctx.settings.mapping)?)

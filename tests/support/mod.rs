@@ -101,6 +101,22 @@ impl TestEnv {
         }
     }
 
+    /// The index behind this environment's Current alias.
+    pub async fn current_index(&self) -> IndexName {
+        let st = self.ctx.index.alias_state(&self.ctx.aliases).await;
+        st.expect("alias state")
+            .current_index()
+            .expect("a Current index")
+    }
+
+    /// The index behind this environment's Migration alias.
+    pub async fn migration_index(&self) -> IndexName {
+        let st = self.ctx.index.alias_state(&self.ctx.aliases).await;
+        st.expect("alias state")
+            .migration_index()
+            .expect("a Migration index")
+    }
+
     /// A broker connection (declares this environment's topology).
     pub async fn broker(&self) -> Broker {
         Broker::connect(&self.settings).await.expect("broker")
