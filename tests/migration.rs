@@ -20,6 +20,8 @@ use ferry::seed::pipeline::Pipeline;
 use ferry::stores::control::SCAN_LEASE;
 use ferry::stores::Projection;
 use ferry::types::{DocId, IndexName};
+use ferry::worker::lease::LeaseHandle;
+use ferry::worker::scanner;
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -27,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::{eventually, TestEnv, Worker};
+use tokio_util::sync::CancellationToken;
 
 /// Deadline of the long polls (whole migrations, verify): the machine is
 /// small and other tests share the stack.
@@ -756,6 +759,51 @@ async fn broken_documents_become_grouped_failure_records_and_block_completion() 
     );
     drop(_worker);
     drop_indices(&env, &[&current, &target]).await;
+}
+
+/// Point-in-time ids still open on `index` (the id encodes the index name).
+async fn open_pits_on(env: &TestEnv, index: &IndexName) -> usize {
+    use base64::Engine as _;
+    let url = format!("{}/_search/point_in_time/_all", env.settings.index_url);
+    let all: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let name = index.as_str().as_bytes();
+    all["pits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pit_id"].as_str())
+        .filter_map(|id| base64::engine::general_purpose::URL_SAFE.decode(id).ok())
+        .filter(|raw| raw.windows(name.len()).any(|w| w == name))
+        .count()
+}
+
+#[tokio::test]
+async fn a_scan_pass_queues_at_most_max_queued_and_lets_its_point_in_time_go() {
+    let mut env = TestEnv::new("mg").await;
+    env.settings.scan_page = 30;
+    env.settings.max_queued = 70;
+    let (_, current, _) = seeded_migration(&env, 200, 0).await;
+    let ctx = ferry::worker::Ctx::new(env.settings.clone()).await.unwrap();
+    let broker = env.broker().await;
+    let lease = LeaseHandle::assumed("test".into(), Instant::now() + Duration::from_secs(600));
+    let shutdown = CancellationToken::new();
+
+    let queued = scanner::pass(&ctx, &broker, &lease, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(queued, 70, "one pass queues FERRY_MAX_QUEUED documents");
+    assert_eq!(broker.depth(&broker.names.migration).await.unwrap(), 70);
+    eventually(SHORT, "the pass's point in time to be closed", || async {
+        (open_pits_on(&env, &current).await == 0).then_some(())
+    })
+    .await;
+    // The next pass waits for the queue to drain, so it queues nothing twice.
+    let again = tokio::time::timeout(
+        Duration::from_secs(2),
+        scanner::pass(&ctx, &broker, &lease, &shutdown),
+    )
+    .await;
+    assert!(again.is_err(), "a pass started while the queue was full");
 }
 
 // --------------------------------------------------------- 4. two workers

@@ -9,6 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// How often the lease holder samples progress for `status`'s rate and ETA.
+/// Counting is a search on the busiest index (and on some servers costs a
+/// pass over it under write load), so not at every renewal.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
 /// Whether this replica holds the scan lease, shared with the scanner.
 #[derive(Debug, Clone)]
 pub struct LeaseHandle {
@@ -24,6 +29,14 @@ impl LeaseHandle {
             owner,
             valid_until: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A handle that holds the lease until `until` without asking the
+    /// table: for a scan pass run outside a worker (tests, one-off tools).
+    pub fn assumed(owner: String, until: Instant) -> Self {
+        let handle = Self::new(owner);
+        handle.set(Some(until));
+        handle
     }
 
     /// True while the lease is ours and not about to expire.
@@ -58,6 +71,7 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
     let margin = ttl / 5;
     let mut was_held = false;
     let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
+    let mut sampled_at: Option<Instant> = None;
     loop {
         let asked = Instant::now();
         match ctx.control.acquire(SCAN_LEASE, &lease.owner, ttl).await {
@@ -65,7 +79,9 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
                 lease.set(Some(asked + ttl - margin));
                 // Beside the renewal, one at a time: a slow index or table
                 // must not delay the next renewal, or the lease lapses.
-                if sampler.as_ref().is_none_or(|s| s.is_finished()) {
+                let due = sampled_at.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY);
+                if due && sampler.as_ref().is_none_or(|s| s.is_finished()) {
+                    sampled_at = Some(Instant::now());
                     let ctx = ctx.clone();
                     sampler = Some(tokio::spawn(async move { record_progress(&ctx).await }));
                 }

@@ -1,8 +1,9 @@
 //! The scanner: while this replica holds the lease and a migration is in
-//! progress and not paused, stream the Current index for documents without
+//! progress and not paused, read the Current index for documents without
 //! an outcome for the target, project them in batches, and publish the
-//! projections to the low-priority queue — never more than the configured
-//! depth ahead of the processors.
+//! projections to the low-priority queue. Each pass starts once the queue
+//! is empty and queues at most `FERRY_MAX_QUEUED` documents, so the
+//! projections never run more than that far ahead of the processors.
 
 use super::context::Ctx;
 use super::lease::{nap, LeaseHandle};
@@ -100,7 +101,7 @@ pub async fn pass(
     }
     // What the last pass queued must be processed first, or this pass
     // would queue it again.
-    if !wait_for_depth(broker, 0, lease, shutdown).await {
+    if !wait_until_drained(broker, lease, shutdown).await {
         return Ok(0);
     }
     let request = ScanRequest {
@@ -108,13 +109,33 @@ pub async fn pass(
         page_size: ctx.settings.scan_page.max(1),
         source: serde_json::Value::Bool(false),
     };
-    let mut pages = std::pin::pin!(ctx.index.scan(&current, request));
-    let mut queued = 0;
-    while let Some(page) = pages.try_next().await? {
-        if shutdown.is_cancelled() || !lease.held() {
-            break;
+    // Read up to one queue's worth of documents (ids and version tokens
+    // only: memory stays bounded by FERRY_MAX_QUEUED, not the index size),
+    // then let the point in time go before the slow part. A point in time
+    // held across backpressure waits would live for the whole migration
+    // and pin every superseded segment of the busiest index (and, on some
+    // in-memory servers, slow down every write to it). The next pass picks
+    // up where this one stopped: what it queued will carry outcomes by then.
+    let limit = (ctx.settings.max_queued as usize).max(1);
+    let mut chunk: Vec<Vec<StoredDoc>> = Vec::new();
+    let mut read = 0;
+    {
+        let mut pages = std::pin::pin!(ctx.index.scan(&current, request));
+        while read < limit {
+            let Some(page) = pages.try_next().await? else {
+                break;
+            };
+            read += page.len();
+            chunk.push(page);
         }
-        if !wait_for_depth(broker, ctx.settings.max_queued, lease, shutdown).await {
+    }
+    if let Some(last) = chunk.last_mut() {
+        // Exactly the limit: the rest waits for the next pass.
+        last.truncate(last.len().saturating_sub(read.saturating_sub(limit)));
+    }
+    let mut queued = 0;
+    for page in chunk {
+        if shutdown.is_cancelled() || !lease.held() {
             break;
         }
         // Paused or abandoned meanwhile: stop queueing.
@@ -172,17 +193,16 @@ pub async fn publish_projections(
     Ok(n)
 }
 
-/// Waits until the migration queue holds at most `max` ready messages.
-/// Returns false if the wait was cut short (shutdown, lease lost).
-async fn wait_for_depth(
+/// Waits until the migration queue is empty. Returns false if the wait
+/// was cut short (shutdown, lease lost).
+async fn wait_until_drained(
     broker: &Broker,
-    max: u32,
     lease: &LeaseHandle,
     shutdown: &CancellationToken,
 ) -> bool {
     loop {
         match broker.depth(&broker.names.migration).await {
-            Ok(d) if d <= max => return true,
+            Ok(0) => return true,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the migration queue depth");
