@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// How often the lease holder samples progress for `status`'s rate and ETA.
-/// Counting is a search on the busiest index (and on some servers costs a
-/// pass over it under write load), so not at every renewal.
+/// How often, at most, the lease holder samples progress for `status`'s
+/// rate and ETA. Counting is a search on the busiest index (on some servers
+/// a pass over every document under write load), so not at every renewal,
+/// and never more than a tenth of the time: a slow count widens the gap.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether this replica holds the scan lease, shared with the scanner.
@@ -72,6 +73,7 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
     let mut was_held = false;
     let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
     let mut sampled_at: Option<Instant> = None;
+    let took = Arc::new(Mutex::new(Duration::ZERO));
     loop {
         let asked = Instant::now();
         match ctx.control.acquire(SCAN_LEASE, &lease.owner, ttl).await {
@@ -79,11 +81,18 @@ pub async fn keep(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken
                 lease.set(Some(asked + ttl - margin));
                 // Beside the renewal, one at a time: a slow index or table
                 // must not delay the next renewal, or the lease lapses.
-                let due = sampled_at.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY);
+                let gap = took.lock().map(|t| *t * 10).unwrap_or_default();
+                let due = sampled_at.is_none_or(|t| t.elapsed() >= gap.max(SAMPLE_EVERY));
                 if due && sampler.as_ref().is_none_or(|s| s.is_finished()) {
                     sampled_at = Some(Instant::now());
-                    let ctx = ctx.clone();
-                    sampler = Some(tokio::spawn(async move { record_progress(&ctx).await }));
+                    let (ctx, took) = (ctx.clone(), took.clone());
+                    sampler = Some(tokio::spawn(async move {
+                        let clock = Instant::now();
+                        record_progress(&ctx).await;
+                        if let Ok(mut t) = took.lock() {
+                            *t = clock.elapsed();
+                        }
+                    }));
                 }
                 if !was_held {
                     tracing::info!(owner = %lease.owner, "took the scan lease");
