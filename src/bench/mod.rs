@@ -32,36 +32,29 @@ use std::time::Duration;
 
 pub use report::{BenchReport, Throughput};
 
-/// What to measure.
-#[derive(Debug, Clone)]
+/// What to measure (the `ferry bench` options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
     /// Documents of the main run (R, P, S's pool, M, latency).
+    #[arg(long, default_value_t = 20_000)]
     pub count: usize,
     /// Also run M (with the first worker count) at each of these sizes and
-    /// compare peak memory.
+    /// compare peak memory (e.g. 20000,100000).
+    #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<usize>,
     /// Run M with each of these numbers of worker processes; the first is
     /// the M that the ratios use.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
     pub replicas: Vec<usize>,
     /// S migrates at most this many documents (it is slow by design).
+    #[arg(long, default_value_t = 2_000)]
     pub serial_docs: usize,
     /// Edits in the idle latency stream.
+    #[arg(long, default_value_t = 200)]
     pub edits: usize,
     /// Edits per second in both latency streams.
+    #[arg(long, default_value_t = 20.0)]
     pub edit_rate: f64,
-}
-
-impl Default for BenchOptions {
-    fn default() -> Self {
-        Self {
-            count: 20_000,
-            sizes: Vec::new(),
-            replicas: vec![1],
-            serial_docs: 2_000,
-            edits: 200,
-            edit_rate: 20.0,
-        }
-    }
 }
 
 /// A client for the long server-side calls (`_reindex` of 100,000

@@ -155,26 +155,7 @@ pub enum Command {
     /// the ratios against the targets. Uses its own aliases, indices and
     /// queues. --concurrency, --batch-size and --scan-page (global
     /// settings) shape the workers and P.
-    Bench {
-        /// Documents of the main run.
-        #[arg(long, default_value_t = 20_000)]
-        count: usize,
-        /// Also run M at these sizes and compare worker memory (e.g. 20000,100000).
-        #[arg(long, value_delimiter = ',')]
-        sizes: Vec<usize>,
-        /// Run M with these numbers of worker processes (the first is the M of the ratios).
-        #[arg(long, value_delimiter = ',', default_value = "1")]
-        replicas: Vec<usize>,
-        /// S (one at a time) migrates at most this many documents.
-        #[arg(long, default_value_t = 2_000)]
-        serial_docs: usize,
-        /// Edits in the idle latency stream.
-        #[arg(long, default_value_t = 200)]
-        edits: usize,
-        /// Edits per second in the latency streams.
-        #[arg(long, default_value_t = 20.0)]
-        edit_rate: f64,
-    },
+    Bench(ferry::bench::BenchOptions),
     /// Run the whole job on the local stack: seed, migrate while edits
     /// flow, complete, verify, and report.
     Demo {
@@ -455,24 +436,7 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
                 return Ok(ExitCode::from(1));
             }
         }
-        Bench {
-            count,
-            sizes,
-            replicas,
-            serial_docs,
-            edits,
-            edit_rate,
-        } => {
-            let opts = ferry::bench::BenchOptions {
-                count,
-                sizes,
-                replicas,
-                serial_docs,
-                edits,
-                edit_rate,
-            };
-            output::bench(json, &ferry::bench::run(ctx, &opts).await?);
-        }
+        Bench(opts) => output::bench(json, &ferry::bench::run(ctx, &opts).await?),
         Demo { count, broken } => {
             let report = ferry::demo::run(ctx, count, broken).await?;
             output::demo(json, &report);
