@@ -172,6 +172,17 @@ async fn migration_depth(env: &TestEnv) -> u32 {
     depth
 }
 
+/// A change report about `index`: exactly `done`, `next` and `index`,
+/// with `done` saying `what`.
+fn assert_changed(report: &Value, index: &str, what: &str) {
+    assert_eq!(
+        keys(report),
+        BTreeSet::from(["done".into(), "next".into(), "index".into()])
+    );
+    assert_eq!(report["index"], json!(index));
+    assert_eq!(report["done"], json!(what));
+}
+
 /// A worker with its admin server, and an HTTP client for it.
 struct Admin {
     worker: Worker,
@@ -367,14 +378,10 @@ async fn start_pause_resume_preview_and_unpreview_flip_the_aliases() {
     assert_mentions(&why, &["is already not paused"]);
 
     let done = ok_json(&env, &["preview"]).await;
-    assert_eq!(
-        keys(&done),
-        BTreeSet::from(["done".into(), "next".into(), "index".into()])
-    );
-    assert_eq!(done["index"], json!(target));
-    assert_eq!(
-        done["done"],
-        json!(format!("the migration into {target} is now in preview"))
+    assert_changed(
+        &done,
+        &target,
+        &format!("the migration into {target} is now in preview"),
     );
     let st = aliases(&env).await;
     assert_eq!(st.preview, vec![target.clone()]);
@@ -1298,14 +1305,10 @@ async fn mutations_need_the_token() {
     let (code, started, _) = admin.post("/api/start", Some(TOKEN), None).await;
     assert_eq!(code, 200, "{started}");
     let target = migration_index(&env).await;
-    assert_eq!(
-        keys(&started),
-        BTreeSet::from(["done".into(), "next".into(), "index".into()])
-    );
-    assert_eq!(started["index"], json!(target));
-    assert_eq!(
-        started["done"],
-        json!(format!("started a migration from {legacy} into {target}"))
+    assert_changed(
+        &started,
+        &target,
+        &format!("started a migration from {legacy} into {target}"),
     );
 
     let running = aliases(&env).await;
