@@ -188,7 +188,7 @@ pub struct Settings {
     /// Longest a migration batch waits to fill before it is processed.
     #[arg(long, env = "FERRY_BATCH_WAIT", value_parser = duration, default_value = "50ms", global = true)]
     pub batch_wait: Duration,
-    /// Documents per scan page (one projection batch).
+    /// Documents per scan page and per projection batch.
     #[arg(long, env = "FERRY_SCAN_PAGE", default_value_t = 500, global = true)]
     pub scan_page: usize,
     /// S3 reads in flight during batched projection.
@@ -199,8 +199,10 @@ pub struct Settings {
         global = true
     )]
     pub store_concurrency: usize,
-    /// The scanner stops publishing while the migration queue holds more.
-    #[arg(long, env = "FERRY_MAX_QUEUED", default_value_t = 2000, global = true)]
+    /// Documents one scan pass queues (at most 10,000, the result window
+    /// of one search); the next pass waits until the queue is empty.
+    #[arg(long, env = "FERRY_MAX_QUEUED", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub max_queued: u32,
     /// Pause between two scan passes that found nothing new.
     #[arg(long, env = "FERRY_SCAN_INTERVAL", value_parser = duration, default_value = "5s", global = true)]

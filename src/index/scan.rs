@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 /// How long the server keeps a point in time between two pages.
 const KEEP_ALIVE: &str = "5m";
 
+/// The most hits one search may return (`index.max_result_window`'s default).
+pub const MAX_RESULT_WINDOW: usize = 10_000;
+
 /// One scan: which documents, how many per page, which source fields.
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
@@ -115,6 +118,32 @@ impl IndexClient {
                 op: "open point in time".into(),
                 detail: "no pit id in reply".into(),
             })
+    }
+
+    /// The first `size` documents matching `query` in index order, with
+    /// their version tokens and no source: one request, no point in time.
+    /// `size` is capped at the server's default result window (10,000).
+    pub async fn first(
+        &self,
+        index: &IndexName,
+        query: Value,
+        size: usize,
+    ) -> Result<Vec<StoredDoc>, IndexError> {
+        let body = json!({
+            "size": size.min(MAX_RESULT_WINDOW),
+            "query": query,
+            "sort": ["_doc"],
+            "seq_no_primary_term": true,
+            "_source": false,
+            "track_total_hits": false,
+        });
+        let reply = self.search(index, body).await?;
+        let hits = reply
+            .pointer("/hits/hits")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(stored_docs(hits))
     }
 
     /// Counts documents matching `query`.
@@ -244,27 +273,7 @@ impl ScanState {
             .cloned()
             .unwrap_or_default();
         self.after = hits.last().and_then(|h| h.get("sort")).cloned();
-        let mut out = Vec::with_capacity(hits.len());
-        for h in &hits {
-            let id = h.get("_id").and_then(Value::as_str).unwrap_or_default();
-            match DocId::parse(id) {
-                Ok(id) => out.push(StoredDoc {
-                    index: h
-                        .get("_index")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    id,
-                    seq_no: h.get("_seq_no").and_then(Value::as_u64).unwrap_or(0),
-                    primary_term: h.get("_primary_term").and_then(Value::as_u64).unwrap_or(0),
-                    source: h.get("_source").cloned().unwrap_or(Value::Null),
-                }),
-                Err(e) => {
-                    tracing::warn!(id, error = %e, "skipping a document whose id ferry cannot address")
-                }
-            }
-        }
-        Ok(out)
+        Ok(stored_docs(&hits))
     }
 
     async fn close(&mut self) {
@@ -284,6 +293,31 @@ impl Drop for ScanState {
             rt.spawn(async move { close_pit(&client, pit).await });
         }
     }
+}
+
+/// The documents of a search reply's hits, skipping ids ferry cannot address.
+fn stored_docs(hits: &[Value]) -> Vec<StoredDoc> {
+    let mut out = Vec::with_capacity(hits.len());
+    for h in hits {
+        let id = h.get("_id").and_then(Value::as_str).unwrap_or_default();
+        match DocId::parse(id) {
+            Ok(id) => out.push(StoredDoc {
+                index: h
+                    .get("_index")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                id,
+                seq_no: h.get("_seq_no").and_then(Value::as_u64).unwrap_or(0),
+                primary_term: h.get("_primary_term").and_then(Value::as_u64).unwrap_or(0),
+                source: h.get("_source").cloned().unwrap_or(Value::Null),
+            }),
+            Err(e) => {
+                tracing::warn!(id, error = %e, "skipping a document whose id ferry cannot address")
+            }
+        }
+    }
+    out
 }
 
 async fn close_pit(client: &IndexClient, (pit, dialect): (String, Dialect)) {

@@ -8,7 +8,6 @@
 use super::context::Ctx;
 use super::lease::{nap, LeaseHandle};
 use crate::index::records;
-use crate::index::scan::ScanRequest;
 use crate::index::{IndexError, StoredDoc};
 use crate::queue::{Broker, MigrateMessage, Payload, QueueError};
 use crate::retry::pause_for;
@@ -88,10 +87,9 @@ pub async fn pass(
     lease: &LeaseHandle,
     shutdown: &CancellationToken,
 ) -> Result<usize, ScanError> {
-    ctx.state.invalidate().await;
     let state = ctx
         .state
-        .get(&ctx.index, &ctx.aliases, &ctx.control)
+        .fresh(&ctx.index, &ctx.aliases, &ctx.control)
         .await?;
     let (Some(target), Some(current)) = (state.migration(), state.aliases.current_index()) else {
         return Ok(0);
@@ -104,37 +102,23 @@ pub async fn pass(
     if !wait_until_drained(broker, lease, shutdown).await {
         return Ok(0);
     }
-    let request = ScanRequest {
-        query: records::unmigrated(&target),
-        page_size: ctx.settings.scan_page.max(1),
-        source: serde_json::Value::Bool(false),
-    };
-    // Read up to one queue's worth of documents (ids and version tokens
-    // only: memory stays bounded by FERRY_MAX_QUEUED, not the index size),
-    // then let the point in time go before the slow part. A point in time
-    // held across backpressure waits would live for the whole migration
-    // and pin every superseded segment of the busiest index (and, on some
-    // in-memory servers, slow down every write to it). The next pass picks
-    // up where this one stopped: what it queued will carry outcomes by then.
+    // One request per pass: the first FERRY_MAX_QUEUED documents without an
+    // outcome, ids and version tokens only (memory stays bounded by the
+    // queue depth, not the index size). A pass has a single page, so it
+    // needs no point in time to keep pages consistent. Outcomes written by
+    // the last pass's processors take those documents out of this one;
+    // documents added or postponed meanwhile come in a later pass. Not
+    // holding a point in time across the migration's writes also spares
+    // the cluster from pinning superseded segments of its busiest index
+    // (and spares in-memory test servers, which copy the index on every
+    // write while one is open).
     let limit = (ctx.settings.max_queued as usize).max(1);
-    let mut chunk: Vec<Vec<StoredDoc>> = Vec::new();
-    let mut read = 0;
-    {
-        let mut pages = std::pin::pin!(ctx.index.scan(&current, request));
-        while read < limit {
-            let Some(page) = pages.try_next().await? else {
-                break;
-            };
-            read += page.len();
-            chunk.push(page);
-        }
-    }
-    if let Some(last) = chunk.last_mut() {
-        // Exactly the limit: the rest waits for the next pass.
-        last.truncate(last.len().saturating_sub(read.saturating_sub(limit)));
-    }
+    let found = ctx
+        .index
+        .first(&current, records::unmigrated(&target), limit)
+        .await?;
     let mut queued = 0;
-    for page in chunk {
+    for page in found.chunks(ctx.settings.scan_page.max(1)) {
         if shutdown.is_cancelled() || !lease.held() {
             break;
         }
@@ -146,7 +130,7 @@ pub async fn pass(
         if now.migration().as_ref() != Some(&target) || now.aliases.is_paused() {
             break;
         }
-        queued += publish_projections(ctx, broker, &target, &page).await?;
+        queued += publish_projections(ctx, broker, &target, page).await?;
         metrics::counter!("ferry_scanned_total").increment(page.len() as u64);
     }
     Ok(queued)
