@@ -1,7 +1,7 @@
 //! The edit path (high priority) against the real local stack: priority over
 //! a full migration queue, dual writes, ordering by version, delete safety,
 //! bad input going to the dead-letter queue, graceful shutdown, and an edit
-//! straddling the completion switch.
+//! straddling the completion switch (with the state cache that serves it).
 
 mod support;
 
@@ -819,4 +819,28 @@ async fn edits_straddling_the_completion_switch_reach_both_indices() {
         own_indices(&env).await,
         BTreeSet::from([old.to_string(), target.to_string()])
     );
+}
+
+#[tokio::test]
+async fn a_fresh_state_read_sees_what_the_cache_hides_and_is_shared() {
+    let env = TestEnv::new("ep").await;
+    env.seed(1, 0).await;
+    let mut settings = env.settings.clone();
+    settings.state_ttl = Duration::from_secs(600);
+    let ctx = Ctx::new(settings).await.unwrap();
+    let cached = || ctx.state.get(&ctx.index, &ctx.aliases, &ctx.control);
+    let fresh = || ctx.state.fresh(&ctx.index, &ctx.aliases, &ctx.control);
+    assert_eq!(cached().await.unwrap().migration(), None);
+
+    let target = start_migration(&env).await;
+    assert_eq!(cached().await.unwrap().migration(), None, "within the TTL");
+    assert_eq!(fresh().await.unwrap().migration(), Some(target.clone()));
+    assert_eq!(cached().await.unwrap().migration(), Some(target));
+
+    // Sixteen edits asking at once: the first reads, the others share the
+    // one read that started after they asked.
+    let snaps = futures::future::join_all((0..16).map(|_| fresh())).await;
+    let mut reads: Vec<Instant> = snaps.iter().map(|s| s.as_ref().unwrap().read_at).collect();
+    reads.dedup();
+    assert!(reads.len() <= 2, "{} reads for 16 callers", reads.len());
 }

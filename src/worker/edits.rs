@@ -96,10 +96,9 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
             _ => {
                 // The alias moved under us (completion or abandon): read the
                 // state again, so the Historical decision below is current.
-                ctx.state.invalidate().await;
                 state = ctx
                     .state
-                    .get(&ctx.index, &ctx.aliases, &ctx.control)
+                    .fresh(&ctx.index, &ctx.aliases, &ctx.control)
                     .await?;
             }
         }
@@ -123,10 +122,9 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
     // a migration may straddle the completion switch: read the state afresh
     // so that it also reaches the index that just became Historical.
     if applied.migration {
-        ctx.state.invalidate().await;
         state = ctx
             .state
-            .get(&ctx.index, &ctx.aliases, &ctx.control)
+            .fresh(&ctx.index, &ctx.aliases, &ctx.control)
             .await?;
     }
     if state.historical_writes() {

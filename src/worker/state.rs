@@ -15,7 +15,7 @@ pub struct Snapshot {
     pub aliases: AliasState,
     /// The last completion, if any.
     pub completion: Option<Completion>,
-    /// When it was read.
+    /// When its read started: it shows every change made before then.
     pub read_at: Instant,
     rollback_window: Duration,
 }
@@ -69,11 +69,39 @@ impl StateCache {
         control: &Control,
     ) -> Result<Arc<Snapshot>, IndexError> {
         let mut cached = self.cached.lock().await;
-        if let Some(s) = cached.as_ref() {
-            if s.read_at.elapsed() < self.ttl {
-                return Ok(s.clone());
-            }
+        match cached.as_ref() {
+            Some(s) if s.read_at.elapsed() < self.ttl => Ok(s.clone()),
+            _ => self.read(&mut cached, index, names, control).await,
         }
+    }
+
+    /// The state as read after this call began, so it shows every change
+    /// made before the call. Callers that ask together share one read: the
+    /// edits in flight each need a fresh view after their writes, and
+    /// reading once for each of them, one at a time, would cap the edit rate
+    /// at one alias read per edit.
+    pub async fn fresh(
+        &self,
+        index: &IndexClient,
+        names: &Aliases,
+        control: &Control,
+    ) -> Result<Arc<Snapshot>, IndexError> {
+        let asked = Instant::now();
+        let mut cached = self.cached.lock().await;
+        match cached.as_ref() {
+            Some(s) if s.read_at >= asked => Ok(s.clone()),
+            _ => self.read(&mut cached, index, names, control).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        cached: &mut Option<Arc<Snapshot>>,
+        index: &IndexClient,
+        names: &Aliases,
+        control: &Control,
+    ) -> Result<Arc<Snapshot>, IndexError> {
+        let read_at = Instant::now();
         let aliases = index.alias_state(names).await?;
         let completion = if aliases.historical.is_empty() {
             None
@@ -88,7 +116,7 @@ impl StateCache {
         let snap = Arc::new(Snapshot {
             aliases,
             completion,
-            read_at: Instant::now(),
+            read_at,
             rollback_window: self.rollback_window,
         });
         *cached = Some(snap.clone());
