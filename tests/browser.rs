@@ -179,6 +179,57 @@ async fn wait_text(client: &Client, css: &str, want: impl Fn(&str) -> bool) -> S
     .await
 }
 
+/// Loads the support page.
+async fn open(client: &Client, base: &str) {
+    client
+        .goto(&format!("{base}/"))
+        .await
+        .expect("load the page");
+}
+
+/// Clicks the first element matching `css`.
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// The text of the element matching `css` inside `row`.
+async fn text_in(row: &fantoccini::elements::Element, css: &str) -> String {
+    row.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} in the row: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Loads the page, types `token` into the first failure group's form and
+/// clicks its retry button.
+async fn retry_first_group(client: &Client, base: &str, token: &str) {
+    open(client, base).await;
+    let row = client
+        .find(Locator::Css("#failures tr.group"))
+        .await
+        .expect("a row");
+    row.find(Locator::Css("input[name=token]"))
+        .await
+        .expect("token field")
+        .send_keys(token)
+        .await
+        .expect("type");
+    row.find(Locator::Css("button.retry"))
+        .await
+        .expect("retry button")
+        .click()
+        .await
+        .expect("click");
+}
+
 #[tokio::test]
 async fn support_page_shows_failures_looks_up_records_and_retries() {
     let env = TestEnv::new("op").await;
@@ -218,10 +269,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
     let (env_ref, target_ref) = (&env, &target);
 
     with_browser(|client| async move {
-        client
-            .goto(&format!("{base}/"))
-            .await
-            .expect("load the page");
+        open(&client, &base).await;
         assert_eq!(text_of(&client, "#phase").await, "InProgress");
 
         // One row per message, with its count, message and example links.
@@ -232,22 +280,8 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
         assert_eq!(rows.len(), 5);
         assert_eq!(rows.len(), overview.groups.len());
         for (row, group) in rows.iter().zip(&overview.groups) {
-            let count = row
-                .find(Locator::Css(".count"))
-                .await
-                .expect(".count")
-                .text()
-                .await
-                .expect("text");
-            let message = row
-                .find(Locator::Css(".message"))
-                .await
-                .expect(".message")
-                .text()
-                .await
-                .expect("text");
-            assert_eq!(count, group.count.to_string());
-            assert_eq!(message, group.key);
+            assert_eq!(text_in(row, ".count").await, group.count.to_string());
+            assert_eq!(text_in(row, ".message").await, group.key);
             let mut links = Vec::new();
             for a in row
                 .find_all(Locator::Css("a.example"))
@@ -275,10 +309,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
         );
 
         // Typing an id (with path characters) into the lookup form.
-        client
-            .goto(&format!("{base}/"))
-            .await
-            .expect("load the page");
+        open(&client, &base).await;
         let input = client
             .find(Locator::Css("form[method=get] input[name=id]"))
             .await
@@ -287,13 +318,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
             .send_keys(special.as_str())
             .await
             .expect("type the id");
-        client
-            .find(Locator::Css("form[method=get] button[type=submit]"))
-            .await
-            .expect("the lookup button")
-            .click()
-            .await
-            .expect("submit");
+        click(&client, "form[method=get] button[type=submit]").await;
         let record = text_of(&client, "#record").await;
         assert!(record.contains(special.as_str()), "{record}");
         assert!(
@@ -302,26 +327,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
         );
 
         // A wrong token: the 401 page, nothing cleared.
-        client
-            .goto(&format!("{base}/"))
-            .await
-            .expect("load the page");
-        let row = client
-            .find(Locator::Css("#failures tr.group"))
-            .await
-            .expect("a row");
-        row.find(Locator::Css("input[name=token]"))
-            .await
-            .expect("token field")
-            .send_keys("wrong")
-            .await
-            .expect("type");
-        row.find(Locator::Css("button.retry"))
-            .await
-            .expect("retry button")
-            .click()
-            .await
-            .expect("click");
+        retry_first_group(&client, &base, "wrong").await;
         wait_text(&client, "h1", |t| t == "Wrong or missing admin token").await;
         assert!(client
             .source()
@@ -351,26 +357,7 @@ async fn support_page_shows_failures_looks_up_records_and_retries() {
         assert_eq!(progress(env_ref, target_ref).await.failed, 8);
 
         // The right token: the flash message reports what was cleared.
-        client
-            .goto(&format!("{base}/"))
-            .await
-            .expect("load the page");
-        let row = client
-            .find(Locator::Css("#failures tr.group"))
-            .await
-            .expect("a row");
-        row.find(Locator::Css("input[name=token]"))
-            .await
-            .expect("token field")
-            .send_keys(TOKEN)
-            .await
-            .expect("type");
-        row.find(Locator::Css("button.retry"))
-            .await
-            .expect("retry button")
-            .click()
-            .await
-            .expect("click");
+        retry_first_group(&client, &base, TOKEN).await;
         let flash = text_of(&client, "p.flash").await;
         assert_eq!(
             flash,
@@ -430,10 +417,7 @@ async fn failure_messages_are_shown_as_text_never_run() {
     wait_page(&base).await;
 
     with_browser(|client| async move {
-        client
-            .goto(&format!("{base}/"))
-            .await
-            .expect("load the page");
+        open(&client, &base).await;
         let message = text_of(&client, "#failures tr.group .message").await;
         assert_eq!(message, evil, "the message is shown literally");
         let pwned = client
@@ -453,13 +437,7 @@ async fn failure_messages_are_shown_as_text_never_run() {
 
         // The record page too.
         client.refresh().await.expect("reload");
-        client
-            .find(Locator::Css("a.example"))
-            .await
-            .expect("an example")
-            .click()
-            .await
-            .expect("click");
+        click(&client, "a.example").await;
         let record = text_of(&client, "#record .message").await;
         assert_eq!(record, evil);
         let pwned = client
