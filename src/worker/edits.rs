@@ -12,6 +12,7 @@ use crate::retry::Transient;
 use crate::stores::{Projection, ProjectionError, StoreError};
 use crate::types::{DocId, IndexName};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Compare-and-set attempts before giving up on a hot document.
@@ -64,7 +65,9 @@ pub struct Applied {
 
 /// Applies one upload, edit or delete.
 pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
+    let mut laps = Laps::start();
     let projection = ctx.stores.project_one(&msg.id).await??;
+    laps.lap("project");
     let mut state = ctx
         .state
         .get(&ctx.index, &ctx.aliases, &ctx.control)
@@ -104,6 +107,8 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
         }
     }
 
+    laps.lap("migration");
+
     // 2. Current, compare-and-set, carrying the outcome record.
     let current = Target::Alias(ctx.aliases.current.clone());
     applied.current = write_cas(ctx, &current, &msg.id, &projection, marked.as_ref())
@@ -114,9 +119,11 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
     // (a delete) just before this write, this write may have brought back
     // an older one. The stores changed before that worker wrote, so reading
     // them now sees it; applying again lets the newer state win.
+    laps.lap("current");
     if applied.current && latest_version(ctx, &msg.id).await? > projection.version() {
         return Err(EditError::Superseded);
     }
+    laps.lap("recheck");
 
     // 3. Historical, while a rollback is still possible. An edit that wrote
     // a migration may straddle the completion switch: read the state afresh
@@ -136,7 +143,52 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
             .await?
             .unwrap_or(false);
     }
+    laps.lap("historical");
+    laps.report(&msg.id);
     Ok(applied)
+}
+
+/// An edit slower than this is logged with the time of each step.
+const SLOW_EDIT: Duration = Duration::from_secs(1);
+
+/// Where an edit's time went, step by step: a histogram per step, and a
+/// warning naming the steps of a slow edit, so that an operator can tell
+/// a slow store from a slow index.
+struct Laps {
+    started: Instant,
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            steps: Vec::with_capacity(5),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        let took = now - self.last;
+        self.last = now;
+        metrics::histogram!("ferry_edit_step_seconds", "step" => step).record(took.as_secs_f64());
+        self.steps.push((step, took));
+    }
+
+    fn report(&self, id: &DocId) {
+        let total = self.started.elapsed();
+        if total >= SLOW_EDIT {
+            let steps: Vec<String> = self
+                .steps
+                .iter()
+                .map(|(step, took)| format!("{step} {} ms", took.as_millis()))
+                .collect();
+            tracing::warn!(%id, total_ms = total.as_millis() as u64, steps = %steps.join(", "), "slow edit");
+        }
+    }
 }
 
 /// The version the stores hold now (a missing item counts as version 0).
