@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 /// Pause between two visibility checks.
 const POLL: Duration = Duration::from_millis(5);
-/// An edit not visible after this long is counted as lost.
+/// An edit not visible after this long is no longer waited for: it counts
+/// as late if it is visible when the stream ends, else as lost.
 const GIVE_UP: Duration = Duration::from_secs(30);
 /// The stream waits while this many edits are not visible yet, so that a
 /// worker that cannot keep up makes latencies grow, not the poll load.
@@ -31,8 +32,10 @@ const MAX_PENDING: usize = 100;
 pub struct Latency {
     /// Edits published.
     pub edits: usize,
-    /// Edits that became visible in time (the rest count as lost).
+    /// Edits that became visible in time.
     pub visible: usize,
+    /// Of the others, those visible when the stream ended: slow, not lost.
+    pub late: usize,
     /// Median, milliseconds.
     pub p50_ms: f64,
     /// 99th percentile, milliseconds.
@@ -49,6 +52,7 @@ impl Latency {
         Self {
             edits,
             visible: seen.len(),
+            late: 0,
             p50_ms: ms(rank(&seen, 0.50)),
             p99_ms: ms(rank(&seen, 0.99)),
             max_ms: ms(seen.last()),
@@ -100,6 +104,7 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
         return Ok(Latency::default());
     }
     let pending: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+    let given_up: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
     let seen: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
     let publishing = AtomicBool::new(true);
     let publish = async {
@@ -110,15 +115,25 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     let poll = async {
         while publishing.load(Ordering::Relaxed) || !lock(&pending).is_empty() {
             let clock = Instant::now();
-            poll_once(&ctx.index, &stream.watch, &pending, &seen).await;
+            mark_seen(&ctx.index, &stream.watch, &pending).await;
+            settle(&pending, &seen, &given_up);
             // Every POLL, but polling at most a fifth of the time: when the
             // index server is slow, the poller must not add to its load.
             tokio::time::sleep(POLL.max(clock.elapsed() * 4)).await;
         }
     };
     let (published, ()) = tokio::join!(publish, poll);
+    // One last look at the edits given up on, to tell slow from lost.
+    mark_seen(&ctx.index, &stream.watch, &given_up).await;
+    let late = lock(&given_up)
+        .iter()
+        .filter(|p| p.seen.iter().all(|s| *s))
+        .count();
     let seen = std::mem::take(&mut *lock(&seen));
-    Ok(Latency::of(published?, seen))
+    Ok(Latency {
+        late,
+        ..Latency::of(published?, seen)
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,14 +177,8 @@ async fn publish(
     Ok(published)
 }
 
-/// Checks every pending edit once; moves the visible ones (and the ones
-/// given up on) out of `pending`.
-async fn poll_once(
-    index: &IndexClient,
-    watch: &[IndexName],
-    pending: &Mutex<Vec<Pending>>,
-    seen: &Mutex<Vec<Duration>>,
-) {
+/// Checks once which watched aliases serve each pending edit.
+async fn mark_seen(index: &IndexClient, watch: &[IndexName], pending: &Mutex<Vec<Pending>>) {
     for (k, alias) in watch.iter().enumerate() {
         let ids: Vec<DocId> = lock(pending)
             .iter()
@@ -193,14 +202,26 @@ async fn poll_once(
             }
         }
     }
+}
+
+/// Moves the edits visible everywhere out of `pending` with their latency,
+/// and the ones waited on for too long into `given_up`.
+fn settle(
+    pending: &Mutex<Vec<Pending>>,
+    seen: &Mutex<Vec<Duration>>,
+    given_up: &Mutex<Vec<Pending>>,
+) {
     let now = Instant::now();
-    lock(pending).retain(|p| {
+    let mut waiting = lock(pending);
+    for p in std::mem::take(&mut *waiting) {
         if p.seen.iter().all(|s| *s) {
             lock(seen).push(now.duration_since(p.started));
-            return false;
+        } else if now.duration_since(p.started) >= GIVE_UP {
+            lock(given_up).push(p);
+        } else {
+            waiting.push(p);
         }
-        now.duration_since(p.started) < GIVE_UP
-    });
+    }
 }
 
 /// The pipeline's half of an edit: read-modify-write of the edits item
@@ -236,6 +257,27 @@ async fn edit(ctx: &Ctx, id: &DocId, n: usize) -> Result<Option<Version>, OpsErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settling_keeps_the_young_and_gives_up_on_the_old() {
+        let pending = |age: Duration, seen: bool| Pending {
+            id: DocId::parse("a").unwrap(),
+            version: 2,
+            started: Instant::now() - age,
+            seen: vec![seen, true],
+        };
+        let waiting = Mutex::new(vec![
+            pending(Duration::from_millis(5), true),
+            pending(Duration::from_millis(5), false),
+            pending(GIVE_UP + Duration::from_secs(1), false),
+        ]);
+        let (seen, given_up) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+        settle(&waiting, &seen, &given_up);
+        assert_eq!(lock(&seen).len(), 1);
+        assert_eq!(lock(&waiting).len(), 1);
+        assert!(!lock(&waiting)[0].seen[0]);
+        assert_eq!(lock(&given_up).len(), 1);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -298,8 +298,14 @@ impl BenchReport {
         }
         let _ = writeln!(
             o,
-            "\n{:<34} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            "edit latency (publish to visible)", "edits", "visible", "p50 ms", "p99 ms", "max ms"
+            "\n{:<34} {:>6} {:>8} {:>6} {:>8} {:>8} {:>8}",
+            "edit latency (publish to visible)",
+            "edits",
+            "visible",
+            "late",
+            "p50 ms",
+            "p99 ms",
+            "max ms"
         );
         for (name, l) in [
             ("idle (Current)", &self.latency_idle),
@@ -307,8 +313,8 @@ impl BenchReport {
         ] {
             let _ = writeln!(
                 o,
-                "{name:<34} {:>6} {:>8} {:>8.1} {:>8.1} {:>8.1}",
-                l.edits, l.visible, l.p50_ms, l.p99_ms, l.max_ms
+                "{name:<34} {:>6} {:>8} {:>6} {:>8.1} {:>8.1} {:>8.1}",
+                l.edits, l.visible, l.late, l.p50_ms, l.p99_ms, l.max_ms
             );
         }
         let _ = writeln!(
