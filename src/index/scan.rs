@@ -1,6 +1,7 @@
 //! Reading many documents: a point-in-time + `search_after` scan as a
-//! stream of pages (memory stays one page whatever the index size), counts,
-//! and terms aggregations.
+//! stream of pages (memory stays one page whatever the index size), the
+//! first matches of one search (a scanner pass), counts, and terms
+//! aggregations.
 
 use super::client::{segment, Body, IndexClient, IndexError};
 use super::docs::StoredDoc;
