@@ -36,10 +36,15 @@ if cargo nextest --version >/dev/null 2>&1; then
   # The broker-restart test stops RabbitMQ: alone, after the rest.
   cargo nextest run --locked --config-file infra/nextest.toml -E 'not binary(broker_restart)'
   cargo nextest run --locked --config-file infra/nextest.toml -E 'binary(broker_restart)'
+  # Three workers and two kills, alone too (it loads the index server);
+  # 5,000 documents here, the full 20,000 with infra/scale.sh.
+  FERRY_SCALE_DOCS=${FERRY_SCALE_DOCS:-5000} cargo nextest run --locked \
+    --config-file infra/nextest.toml --run-ignored only -E 'binary(scale_out)'
 else
   echo "cargo-nextest not found: running with cargo test (slower)" >&2
   # One test binary at a time, so the broker restart has the broker alone.
   cargo test --locked
+  FERRY_SCALE_DOCS=${FERRY_SCALE_DOCS:-5000} cargo test --locked --test scale_out -- --ignored
 fi
 # The consistency checker must catch a rule broken on purpose (test-only build).
 cargo test --locked --features fault-injection --test checker_fails

@@ -94,6 +94,13 @@ struct Pending {
     seen: Vec<bool>,
 }
 
+impl Pending {
+    /// Every watched alias serves the new version.
+    fn visible(&self) -> bool {
+        self.seen.iter().all(|s| *s)
+    }
+}
+
 /// Runs a stream and waits until every edit is visible (or given up).
 ///
 /// One poller checks every pending edit with one `_mget` per alias every
@@ -125,10 +132,7 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     let (published, ()) = tokio::join!(publish, poll);
     // One last look at the edits given up on, to tell slow from lost.
     mark_seen(&ctx.index, &stream.watch, &given_up).await;
-    let late = lock(&given_up)
-        .iter()
-        .filter(|p| p.seen.iter().all(|s| *s))
-        .count();
+    let late = lock(&given_up).iter().filter(|p| p.visible()).count();
     let seen = std::mem::take(&mut *lock(&seen));
     Ok(Latency {
         late,
@@ -214,7 +218,7 @@ fn settle(
     let now = Instant::now();
     let mut waiting = lock(pending);
     for p in std::mem::take(&mut *waiting) {
-        if p.seen.iter().all(|s| *s) {
+        if p.visible() {
             lock(seen).push(now.duration_since(p.started));
         } else if now.duration_since(p.started) >= GIVE_UP {
             lock(given_up).push(p);

@@ -139,12 +139,7 @@ impl IndexClient {
             "track_total_hits": false,
         });
         let reply = self.search(index, body).await?;
-        let hits = reply
-            .pointer("/hits/hits")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        Ok(stored_docs(hits))
+        Ok(stored_docs(hits(&reply)))
     }
 
     /// Counts documents matching `query`.
@@ -268,13 +263,9 @@ impl ScanState {
         ) {
             *pit = new_pit.to_string();
         }
-        let hits = reply
-            .pointer("/hits/hits")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let hits = hits(&reply);
         self.after = hits.last().and_then(|h| h.get("sort")).cloned();
-        Ok(stored_docs(&hits))
+        Ok(stored_docs(hits))
     }
 
     async fn close(&mut self) {
@@ -294,6 +285,15 @@ impl Drop for ScanState {
             rt.spawn(async move { close_pit(&client, pit).await });
         }
     }
+}
+
+/// The hits of a search reply (none when it has none).
+fn hits(reply: &Value) -> &[Value] {
+    reply
+        .pointer("/hits/hits")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// The documents of a search reply's hits, skipping ids ferry cannot address.
