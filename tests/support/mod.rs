@@ -90,6 +90,11 @@ impl TestEnv {
         s.lease_ttl = Duration::from_secs(3);
         s.state_ttl = Duration::from_millis(200);
         s.shutdown_deadline = Duration::from_secs(10);
+        // The test's own reads and set-up writes share one osmem with the
+        // tests running beside it; a merge there can hold its one lock for
+        // many seconds, which must not fail this test's observations.
+        // Worker and CLI processes keep the default (see `env`).
+        s.index_timeout = Duration::from_secs(120);
         ferry::stores::setup::ensure_all(&s)
             .await
             .expect("bucket and tables");
