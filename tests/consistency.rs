@@ -54,14 +54,8 @@ async fn seeds_16_to_20() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn soak() {
-    let minutes: u64 = std::env::var("FERRY_SOAK_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(10);
-    let mut seed: u64 = std::env::var("FERRY_SOAK_FROM")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(1000);
+    let minutes: u64 = support::env_or("FERRY_SOAK_MINUTES", 10);
+    let mut seed: u64 = support::env_or("FERRY_SOAK_FROM", 1000);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(minutes * 60);
     let mut passed = 0;
     while std::time::Instant::now() < until {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{eventually, TestEnv, Worker};
+use support::{env_or, eventually, TestEnv, Worker};
 
 struct Replica {
     worker: Worker,
@@ -100,15 +100,7 @@ async fn consistent(
     true
 }
 
-/// A `usize` from the environment, or `default`.
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-// About six minutes at 20,000 documents on the local stack (seeding
+// Four to six minutes at 20,000 documents on the local stack (seeding
 // included), so `infra/test.sh` runs it alone at 5,000 after the rest and
 // `infra/scale.sh` at the full size.
 //
@@ -119,8 +111,8 @@ fn env_or(name: &str, default: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn three_workers_share_the_work_one_scans_and_any_can_die() {
-    let docs = env_or("FERRY_SCALE_DOCS", 20_000);
-    let edit_every = Duration::from_millis(env_or("FERRY_SCALE_EDIT_MS", 1000) as u64);
+    let docs: usize = env_or("FERRY_SCALE_DOCS", 20_000);
+    let edit_every = Duration::from_millis(env_or("FERRY_SCALE_EDIT_MS", 1000));
     let mut env = TestEnv::new("so").await;
     env.settings.lease_ttl = Duration::from_secs(3);
     env.settings.batch_size = 50;

@@ -37,6 +37,15 @@ fn expiring_topology() -> String {
     .clone()
 }
 
+/// The value of environment variable `name`, or `default` when it is unset
+/// or does not parse (knobs of the long, ignored tests).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A loopback port nobody listens on right now (for a worker's admin server).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
