@@ -1,0 +1,219 @@
+//! Model checking ferry's protocol (issue #16): an exhaustive BFS with
+//! stateright over bounded configurations. `docs/model.md` says what is
+//! modelled, the bounds and how to run the larger one
+//! (`FERRY_MODEL_BOUND=large cargo test --locked --test model -- --ignored`).
+
+mod model {
+    pub mod edit;
+    pub mod engine;
+    pub mod migrate;
+    pub mod operator;
+    pub mod properties;
+    pub mod state;
+    pub mod system;
+    pub mod variants;
+}
+
+use std::time::Instant;
+
+use model::system::FerryModel;
+use model::variants::{Config, Scenario, Variant};
+use stateright::{Checker, HasDiscoveries, Model};
+
+/// The properties that must never have a discovery.
+const SAFETY: [&str; 3] = [
+    "consistent at quiescence",
+    "alias invariants",
+    "no stray index",
+];
+
+/// Explores `cfg` exhaustively; prints the state count and time.
+fn explore(cfg: Config, stop_at_failure: bool) -> impl Checker<FerryModel> {
+    let started = Instant::now();
+    let mut b = FerryModel { cfg }.checker().threads(2);
+    if stop_at_failure {
+        b = b.finish_when(HasDiscoveries::AnyFailures);
+    }
+    let c = b.spawn_bfs().join();
+    eprintln!(
+        "{:?}/{:?}: {} unique states ({} generated), depth {}, {:.1?}",
+        cfg.scenario,
+        cfg.variant,
+        c.unique_state_count(),
+        c.state_count(),
+        c.max_depth(),
+        started.elapsed()
+    );
+    c
+}
+
+/// Prints a discovery as one line per step.
+fn print_schedule(c: &impl Checker<FerryModel>, property: &'static str) {
+    let Some(path) = c.discovery(property) else {
+        return;
+    };
+    let m = c.model();
+    eprintln!("--- {property}: counterexample ---");
+    let mut last = None;
+    for (n, (s, a)) in path.into_vec().into_iter().enumerate() {
+        if let Some(a) = a {
+            eprintln!("{n:3}. {}", m.describe(&s, a));
+        }
+        last = Some(s);
+    }
+    if let Some(s) = last {
+        eprintln!("stores: {:?}", s.store);
+        eprintln!("aliases: {:?}, window {:?}", s.aliases, s.window);
+        for (i, idx) in s.indices.iter().enumerate().filter(|(_, i)| i.exists) {
+            eprintln!(
+                "idx{i}{}: {:?}",
+                if idx.stray { " (stray)" } else { "" },
+                idx.docs
+            );
+        }
+    }
+}
+
+/// The protocol holds in `scenario` and a completed migration is reachable.
+fn holds(cfg: Config) {
+    let c = explore(cfg, false);
+    for p in SAFETY {
+        print_schedule(&c, p);
+        assert!(
+            c.discovery(p).is_none(),
+            "{p} violated in {:?}",
+            cfg.scenario
+        );
+    }
+    assert!(
+        c.discovery("migration completed").is_some(),
+        "no completed migration reachable in {:?}",
+        cfg.scenario
+    );
+}
+
+/// `variant` breaks `property` in `scenario`: the checker finds it.
+fn breaks(scenario: Scenario, variant: Variant, property: &'static str) {
+    let c = explore(Config::small(scenario, variant), true);
+    print_schedule(&c, property);
+    assert!(
+        c.discovery(property).is_some(),
+        "{variant:?} should break {property} in {scenario:?}"
+    );
+}
+
+fn large() -> bool {
+    std::env::var("FERRY_MODEL_BOUND").is_ok_and(|v| v == "large")
+}
+
+#[test]
+fn full_cycle_is_consistent() {
+    holds(Config::small(Scenario::Cycle, Variant::Fixed));
+}
+
+#[test]
+fn rollback_after_completion_is_consistent() {
+    holds(Config::small(Scenario::AfterCompletion, Variant::Fixed));
+}
+
+#[test]
+fn abandon_and_restart_is_consistent() {
+    holds(Config::small(Scenario::Abandon, Variant::Fixed));
+}
+
+#[test]
+fn rejected_document_is_consistent() {
+    holds(Config::small(Scenario::Rejected, Variant::Fixed));
+}
+
+#[test]
+#[ignore = "larger bound, minutes to hours: FERRY_MODEL_BOUND=large"]
+fn larger_bound() {
+    assert!(large(), "set FERRY_MODEL_BOUND=large");
+    for s in [
+        Scenario::AfterCompletion,
+        Scenario::Rejected,
+        Scenario::Abandon,
+        Scenario::Cycle,
+    ] {
+        holds(Config::large(s, Variant::Fixed));
+    }
+}
+
+const CONSISTENT: &str = "consistent at quiescence";
+
+#[test]
+fn variant_no_fresh_check() {
+    breaks(Scenario::Cycle, Variant::NoFreshCheck, CONSISTENT);
+}
+
+#[test]
+fn variant_no_store_recheck() {
+    breaks(Scenario::Cycle, Variant::NoStoreRecheck, CONSISTENT);
+}
+
+#[test]
+fn variant_recheck_only_after_current() {
+    breaks(
+        Scenario::AfterCompletion,
+        Variant::RecheckOnlyAfterCurrent,
+        CONSISTENT,
+    );
+}
+
+#[test]
+fn variant_skip_historical() {
+    breaks(
+        Scenario::AfterCompletion,
+        Variant::SkipHistorical,
+        CONSISTENT,
+    );
+}
+
+#[test]
+fn variant_trust_409() {
+    breaks(Scenario::AfterCompletion, Variant::Trust409, CONSISTENT);
+}
+
+#[test]
+fn variant_keep_stale_mark() {
+    breaks(Scenario::Cycle, Variant::KeepStaleMark, CONSISTENT);
+}
+
+#[test]
+fn variant_reject_dead_letters() {
+    breaks(Scenario::Rejected, Variant::RejectDeadLetters, CONSISTENT);
+}
+
+#[test]
+fn variant_completion_read_error_closes_window() {
+    breaks(
+        Scenario::AfterCompletion,
+        Variant::CompletionReadErrorClosesWindow,
+        CONSISTENT,
+    );
+}
+
+#[test]
+fn variant_tombstones_expire() {
+    breaks(Scenario::Cycle, Variant::TombstonesExpire, CONSISTENT);
+}
+
+#[test]
+fn variant_no_margin() {
+    breaks(Scenario::AfterCompletion, Variant::NoMargin, CONSISTENT);
+}
+
+#[test]
+fn variant_processor_ignores_missing() {
+    breaks(
+        Scenario::Cycle,
+        Variant::ProcessorIgnoresMissing,
+        CONSISTENT,
+    );
+}
+
+#[test]
+fn variant_stray_index_kept() {
+    breaks(Scenario::Abandon, Variant::StrayIndexKept, "no stray index");
+}

@@ -1,0 +1,304 @@
+//! The model's state: stores, indices, aliases, completion record, messages
+//! in flight, workers in the middle of a message, and the operator script.
+
+/// An index, named by its creation order: 0 is the legacy index that is
+/// Current at the start, 1 the first index `start` creates, and so on.
+pub type Idx = u8;
+
+/// Documents in the model (ids `0..DOCS`).
+pub const DOCS: usize = 2;
+
+/// Indices the model can create (`0..MAX_INDICES`).
+pub const MAX_INDICES: usize = 3;
+
+/// A document in the primary stores (S3 original + DynamoDB edits item).
+/// Version 0 means the document was never uploaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreDoc {
+    /// DynamoDB `version`, bumped by every upload, edit and delete.
+    pub version: u8,
+    /// False once deleted (the edits item is a tombstone).
+    pub live: bool,
+}
+
+/// A `_seq_no` as the engine hands it out, tagged with the index and its
+/// incarnation: `if_seq_no` against another index (the alias moved between
+/// the GET and the write) conflicts. Assumption: seq_no/primary_term pairs
+/// of different indices never collide.
+pub type Seen = (Idx, u8, u8);
+
+/// One document id in one index (live, or a tombstone the engine keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entry {
+    /// The projection's `version` stored in the body.
+    pub content: u8,
+    /// False: a tombstone (a delete the engine remembers with its version).
+    pub live: bool,
+    /// `_seq_no`: bumped by every write, delete and partial update.
+    pub seq: u8,
+    /// `_version`: the external version, or bumped by one by internal writes.
+    pub ver: u8,
+    /// Outcome record `esInfo.migration.migratedTo`.
+    pub migrated_to: Option<Idx>,
+    /// Outcome record `esInfo.migration.failures.<target>`.
+    pub failed: Option<Idx>,
+}
+
+impl Entry {
+    /// The live document, if any (a GET never returns tombstones).
+    pub fn visible(e: Option<Entry>) -> Option<Entry> {
+        e.filter(|e| e.live)
+    }
+}
+
+/// One index of the search engine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Index {
+    /// False before `start` creates it and after `abandon --delete-index`.
+    pub exists: bool,
+    /// Bumped each time an index of this name is created (its uuid).
+    pub incarnation: u8,
+    /// Created by a write to a deleted index (hole 8), not by `start`.
+    pub stray: bool,
+    /// Per document id.
+    pub docs: [Option<Entry>; DOCS],
+}
+
+/// The migration state, all in aliases. At most one index per alias holds
+/// by construction; the other invariants are checked as a property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Aliases {
+    /// `Images_Current`.
+    pub current: Idx,
+    /// `Images_Migration`.
+    pub migration: Option<Idx>,
+    /// `Images_Historical`.
+    pub historical: Option<Idx>,
+    /// `MIGRATION_PAUSED`.
+    pub paused: Option<Idx>,
+}
+
+/// The completion record (`stores::control`): which switch it describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Completion {
+    /// The index that was Current before the switch.
+    pub from: Idx,
+    /// The index that became Current.
+    pub to: Idx,
+    /// The how-manyth completion this is (a record of an older one is past
+    /// its window whatever the clocks say).
+    pub n: u8,
+}
+
+/// The rollback window of the latest completion, as clocks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Window {
+    /// Rollback accepted, workers write Historical.
+    Open,
+    /// The margin: rollback refused, workers still write Historical. With
+    /// `no_margin` (skewed clocks): workers stopped, rollback still accepted.
+    Closing,
+    /// Nobody writes Historical, rollback refused.
+    Closed,
+}
+
+/// What a worker knows of the migration state: aliases plus completion
+/// record, read together (`worker::state::Snapshot`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct View {
+    /// The aliases.
+    pub aliases: Aliases,
+    /// The completion record (`None` also when reading it failed).
+    pub completion: Option<Completion>,
+}
+
+/// A migrate message as the scanner publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Migrate {
+    /// Document id.
+    pub doc: u8,
+    /// The migration index it was scanned for.
+    pub target: Idx,
+    /// The projection's version.
+    pub version: u8,
+    /// The projection is a document (false: the stores said deleted).
+    pub live: bool,
+    /// The Current document's `_seq_no` at the scan.
+    pub seq: Seen,
+}
+
+/// A message in a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Msg {
+    /// Upload, edit or delete of a document: names only the id.
+    Edit(u8),
+    /// A scanned projection for the migration index.
+    Migrate(Migrate),
+}
+
+/// Which index of a round the edit path is writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    /// Through `Images_Migration`.
+    Migration,
+    /// Through `Images_Current`.
+    Current,
+    /// Through `Images_Historical`.
+    Historical,
+}
+
+/// Where an edit is (program counter of `worker::edits::apply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EditPc {
+    /// Project from the stores and take the cached view.
+    Project,
+    /// External write or delete through the Migration alias.
+    MigrationWrite,
+    /// External delete resolved to a concrete index, not yet sent.
+    MigrationDelete(Idx, u8),
+    /// A delete found nothing and the index may have been recreated by it.
+    StrayCheck(Idx, u8),
+    /// Compare-and-set: GET through the alias.
+    CasGet(Slot),
+    /// Compare-and-set: the write, with what the GET saw (`None`: create).
+    CasWrite(Slot, Option<Seen>),
+    /// Fresh alias read after the round.
+    FreshCheck,
+    /// Fresh read of the stores' version.
+    StoreRecheck,
+}
+
+/// A worker in the middle of an edit message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EditProc {
+    /// The message (redelivered on a crash).
+    pub msg: Msg,
+    /// Document id.
+    pub doc: u8,
+    /// Projected version.
+    pub v: u8,
+    /// Projected as live (false: deleted).
+    pub live: bool,
+    /// The view this round follows.
+    pub view: View,
+    /// Concrete indices this apply covered (bit per index).
+    pub covered: u8,
+    /// The Migration index this apply wrote (for `migratedTo`).
+    pub mark: Option<Idx>,
+    /// The Migration index rejected the document (failure record to write).
+    pub failed: Option<Idx>,
+    /// Current was written (not skipped as already as new).
+    pub wrote_current: bool,
+    /// Program counter.
+    pub pc: EditPc,
+}
+
+/// Where a migrate message is (`worker::migration::process_inner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MigPc {
+    /// Versioned write into the Migration alias.
+    Write,
+    /// Partial update of the outcome on Current (`Some`: failure).
+    Outcome(bool),
+}
+
+/// A worker in the middle of a migrate message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MigProc {
+    /// The message.
+    pub m: Migrate,
+    /// Program counter.
+    pub pc: MigPc,
+}
+
+/// A worker in the middle of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proc {
+    /// Edit path.
+    Edit(EditProc),
+    /// Migration processor.
+    Migrate(MigProc),
+}
+
+impl Proc {
+    /// The message to redeliver when this worker crashes.
+    pub fn msg(&self) -> Msg {
+        match self {
+            Proc::Edit(e) => e.msg,
+            Proc::Migrate(m) => Msg::Migrate(m.m),
+        }
+    }
+}
+
+/// The whole system.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Primary stores, per document.
+    pub store: [StoreDoc; DOCS],
+    /// Indices by name.
+    pub indices: [Index; MAX_INDICES],
+    /// Indices created so far (the next `start` creates this one).
+    pub created: u8,
+    /// The aliases.
+    pub aliases: Aliases,
+    /// The completion record.
+    pub completion: Option<Completion>,
+    /// Completions so far.
+    pub completions: u8,
+    /// The latest completion's rollback window (`None`: no switch yet).
+    pub window: Option<Window>,
+    /// Every distinct view that has existed: a cached view is any of them.
+    pub history: Vec<View>,
+    /// Messages in flight (a sorted multiset).
+    pub pending: Vec<Msg>,
+    /// Workers in the middle of a message (sorted: workers are alike).
+    pub procs: Vec<Proc>,
+    /// The scanner read this Current document and has not published yet.
+    pub scanning: Option<(u8, Idx, Seen)>,
+    /// Position in the operator script.
+    pub op: u8,
+    /// Client changes left.
+    pub edits_left: u8,
+    /// Duplicate deliveries left.
+    pub dups_left: u8,
+    /// Worker crashes left.
+    pub crashes_left: u8,
+}
+
+impl State {
+    /// The view a fresh read returns now.
+    pub fn view(&self) -> View {
+        View {
+            aliases: self.aliases,
+            completion: self.completion,
+        }
+    }
+
+    /// Records the current view in the history (after an operator step).
+    pub fn remember_view(&mut self) {
+        let v = self.view();
+        if !self.history.contains(&v) {
+            self.history.push(v);
+        }
+    }
+
+    /// No message pending and nobody in the middle of one.
+    pub fn quiescent(&self) -> bool {
+        self.pending.is_empty() && self.procs.is_empty() && self.scanning.is_none()
+    }
+
+    /// Puts the multisets back in canonical order.
+    pub fn normalize(&mut self) {
+        self.pending.sort();
+        self.procs.sort();
+    }
+
+    /// Whether `idx` has any alias.
+    pub fn has_alias(&self, idx: Idx) -> bool {
+        let a = &self.aliases;
+        a.current == idx
+            || a.migration == Some(idx)
+            || a.historical == Some(idx)
+            || a.paused == Some(idx)
+    }
+}

@@ -1,0 +1,420 @@
+//! The stateright model: initial states, the actions the environment and
+//! the workers may take, and a readable line per step.
+
+use stateright::{Model, Property};
+
+use super::state::{
+    Aliases, Completion, EditPc, Entry, Index, MigPc, Msg, Proc, Slot, State, StoreDoc, View,
+    Window, DOCS, MAX_INDICES,
+};
+use super::variants::{Config, Op, Scenario, Variant};
+use super::{edit, migrate, operator, properties};
+
+/// The model of ferry under one configuration.
+#[derive(Clone, Debug)]
+pub struct FerryModel {
+    /// Bounds and protocol flag.
+    pub cfg: Config,
+}
+
+/// What may happen next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A client uploads (if absent or deleted) or edits a document, then
+    /// publishes (publisher contract).
+    Edit(u8),
+    /// A client deletes a document, then publishes.
+    Delete(u8),
+    /// The broker delivers a pending message again (duplicate).
+    Duplicate(usize),
+    /// A free worker takes pending message `.0`; `.1` picks its cached view.
+    Take(usize, u8),
+    /// Worker `.0` performs its next request; `.1` picks among outcomes.
+    Step(usize, u8),
+    /// Worker `.0` crashes: its message is redelivered.
+    Crash(usize),
+    /// The scanner reads a Current document.
+    Scan(u8),
+    /// The scanner publishes what it read.
+    Publish,
+    /// The operator's next command.
+    Operator(Op),
+    /// Clocks move the rollback window on.
+    Clock,
+    /// A tombstone in the Migration index expires (`tombstones_expire`).
+    Expire(u8),
+}
+
+fn legacy(docs: [Option<Entry>; DOCS]) -> Index {
+    Index {
+        exists: true,
+        incarnation: 1,
+        stray: false,
+        docs,
+    }
+}
+
+fn doc(v: u8, ver: u8, to: Option<u8>) -> Option<Entry> {
+    Some(Entry {
+        content: v,
+        live: true,
+        seq: ver,
+        ver,
+        migrated_to: to,
+        failed: None,
+    })
+}
+
+impl FerryModel {
+    /// The starting state of the configuration.
+    pub fn init(&self) -> State {
+        let cfg = &self.cfg;
+        let both = cfg.both_docs;
+        let mut store = [StoreDoc {
+            version: 1,
+            live: true,
+        }; DOCS];
+        if !both {
+            store[1] = StoreDoc::default();
+        }
+        let d1 = |e: Option<Entry>| if both { e } else { None };
+        let absent = || Index {
+            exists: false,
+            incarnation: 0,
+            stray: false,
+            docs: Default::default(),
+        };
+        let mut indices: [Index; MAX_INDICES] = [absent(), absent(), absent()];
+        let mut s = State {
+            store,
+            indices: [absent(), absent(), absent()],
+            created: 1,
+            aliases: Aliases {
+                current: 0,
+                migration: None,
+                historical: None,
+                paused: None,
+            },
+            completion: None,
+            completions: 0,
+            window: None,
+            history: vec![],
+            pending: vec![],
+            procs: vec![],
+            scanning: None,
+            op: 0,
+            edits_left: cfg.edits,
+            dups_left: cfg.dups,
+            crashes_left: cfg.crashes,
+        };
+        indices[0] = legacy([doc(1, 1, None), d1(doc(1, 1, None))]);
+        if cfg.scenario == Scenario::AfterCompletion {
+            // Index 1 was migrated at version 1 (external), then became
+            // Current: an outcome/partial write there inflated `_version`.
+            indices[0] = legacy([doc(1, 2, Some(1)), d1(doc(1, 2, Some(1)))]);
+            indices[1] = legacy([doc(1, 2, None), d1(doc(1, 2, None))]);
+            s.created = 2;
+            s.aliases.current = 1;
+            s.aliases.historical = Some(0);
+            s.completions = 1;
+            s.completion = Some(Completion {
+                from: 0,
+                to: 1,
+                n: 1,
+            });
+            s.window = Some(Window::Open);
+        }
+        s.indices = indices;
+        s.remember_view();
+        s
+    }
+
+    fn proc_choices(&self, s: &State, p: &Proc) -> u8 {
+        match p {
+            Proc::Edit(e) => edit::choices(&self.cfg, s, e),
+            Proc::Migrate(_) => 1,
+        }
+    }
+}
+
+impl Model for FerryModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![self.init()]
+    }
+
+    fn actions(&self, s: &State, out: &mut Vec<Action>) {
+        let cfg = &self.cfg;
+        if s.edits_left > 0 {
+            for d in 0..cfg.docs {
+                let st = s.store[d as usize];
+                if st.version < cfg.max_version {
+                    out.push(Action::Edit(d));
+                    if st.live {
+                        out.push(Action::Delete(d));
+                    }
+                }
+            }
+        }
+        for (i, m) in s.pending.iter().enumerate() {
+            if i > 0 && s.pending[i - 1] == *m {
+                continue; // the same message: the same futures
+            }
+            if s.dups_left > 0 {
+                out.push(Action::Duplicate(i));
+            }
+            if s.procs.len() < cfg.workers {
+                for c in 0..s.history.len() as u8 * take_factor(cfg, m) {
+                    out.push(Action::Take(i, c));
+                }
+            }
+        }
+        for (i, p) in s.procs.iter().enumerate() {
+            if i > 0 && s.procs[i - 1] == *p {
+                continue;
+            }
+            for c in 0..self.proc_choices(s, p) {
+                out.push(Action::Step(i, c));
+            }
+            if s.crashes_left > 0 {
+                out.push(Action::Crash(i));
+            }
+        }
+        if s.scanning.is_some() {
+            out.push(Action::Publish);
+        }
+        for d in migrate::scannable(cfg, s) {
+            out.push(Action::Scan(d));
+        }
+        if let Some(op) = operator::next(cfg, s) {
+            out.push(Action::Operator(op));
+        }
+        if matches!(s.window, Some(Window::Open | Window::Closing)) {
+            out.push(Action::Clock);
+        }
+        if cfg.variant == Variant::TombstonesExpire {
+            if let Some(m) = s.aliases.migration {
+                for d in 0..DOCS as u8 {
+                    if s.indices[m as usize].docs[d as usize].is_some_and(|e| !e.live) {
+                        out.push(Action::Expire(d));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_state(&self, s: &State, a: Action) -> Option<State> {
+        let cfg = &self.cfg;
+        let mut s = s.clone();
+        match a {
+            Action::Edit(d) | Action::Delete(d) => {
+                let st = &mut s.store[d as usize];
+                st.version += 1;
+                st.live = matches!(a, Action::Edit(_));
+                s.edits_left -= 1;
+                s.pending.push(Msg::Edit(d));
+            }
+            Action::Duplicate(i) => {
+                s.dups_left -= 1;
+                s.pending.push(s.pending[i]);
+            }
+            Action::Take(i, c) => {
+                let m = s.pending.remove(i);
+                match m {
+                    Msg::Edit(d) => {
+                        let mut p = edit::begin(m, d, s.view());
+                        edit::step(cfg, &mut s, &mut p, c);
+                        s.procs.push(Proc::Edit(p));
+                    }
+                    Msg::Migrate(mm) => {
+                        let view = s.history[c as usize];
+                        let next = migrate::take(&s, mm, view);
+                        self.settle(&mut s, next);
+                    }
+                }
+            }
+            Action::Step(i, c) => match s.procs.remove(i) {
+                Proc::Edit(mut p) => {
+                    if edit::step(cfg, &mut s, &mut p, c) {
+                        s.procs.push(Proc::Edit(p));
+                    }
+                }
+                Proc::Migrate(p) => {
+                    let next = migrate::step(cfg, &mut s, p);
+                    self.settle(&mut s, next);
+                }
+            },
+            Action::Crash(i) => {
+                s.crashes_left -= 1;
+                let p = s.procs.remove(i);
+                s.pending.push(p.msg());
+            }
+            Action::Scan(d) => migrate::scan(&mut s, d),
+            Action::Publish => migrate::publish(&mut s),
+            Action::Operator(op) => operator::apply(&mut s, op),
+            Action::Clock => operator::advance_window(&mut s),
+            Action::Expire(d) => {
+                let m = s.aliases.migration.expect("expire");
+                s.indices[m as usize].docs[d as usize] = None;
+            }
+        }
+        s.normalize();
+        Some(s)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("consistent at quiescence", properties::consistent),
+            Property::always("alias invariants", properties::aliases_ok),
+            Property::always("no stray index", properties::no_stray),
+            Property::sometimes("migration completed", properties::completed),
+        ]
+    }
+}
+
+/// Cached views a message may be taken with (edits: also with a failed
+/// completion read under `completion_read_error_closes_window`).
+fn take_factor(cfg: &Config, m: &Msg) -> u8 {
+    match m {
+        Msg::Edit(_) if cfg.variant == Variant::CompletionReadErrorClosesWindow => 2,
+        _ => 1,
+    }
+}
+
+impl FerryModel {
+    /// Puts a migrate worker's next state back.
+    fn settle(&self, s: &mut State, next: migrate::Next) {
+        match next {
+            migrate::Next::Busy(p) => s.procs.push(Proc::Migrate(p)),
+            migrate::Next::Edit(p) => s.procs.push(Proc::Edit(p)),
+            migrate::Next::Done => {}
+        }
+    }
+
+    /// One line naming the actor, the step and the function in `src/`.
+    pub fn describe(&self, s: &State, a: Action) -> String {
+        match a {
+            Action::Edit(d) => format!(
+                "client    doc{d}: {} v{} in the stores, publish (publisher contract)",
+                if s.store[d as usize].live {
+                    "edit"
+                } else {
+                    "upload"
+                },
+                s.store[d as usize].version + 1
+            ),
+            Action::Delete(d) => format!(
+                "client    doc{d}: delete v{} in the stores, publish",
+                s.store[d as usize].version + 1
+            ),
+            Action::Duplicate(i) => format!("broker    duplicate {:?}", s.pending[i]),
+            Action::Take(i, c) => {
+                let n = s.history.len() as u8;
+                let view = s.history[(c % n) as usize];
+                let err = if c >= n {
+                    " (completion read failed)"
+                } else {
+                    ""
+                };
+                match s.pending[i] {
+                    Msg::Edit(d) => format!(
+                        "worker    take edit doc{d}; project v{} {}; cached view {}{err} (worker::edits::apply, stores::projection)",
+                        s.store[d as usize].version,
+                        if s.store[d as usize].live { "live" } else { "deleted" },
+                        show_view(&view)
+                    ),
+                    Msg::Migrate(m) => format!(
+                        "worker    take migrate doc{} -> idx{} v{} seq{:?}; cached view {}; mget Current (worker::migration::process_inner)",
+                        m.doc, m.target, m.version, m.seq, show_view(&view)
+                    ),
+                }
+            }
+            Action::Step(i, c) => format!("worker#{i} {}", step_name(&s.procs[i], c)),
+            Action::Crash(i) => format!("worker#{i} crashes; {:?} redelivered", s.procs[i].msg()),
+            Action::Scan(d) => {
+                format!("scanner   read doc{d} seq from Current (worker::scanner::pass)")
+            }
+            Action::Publish => {
+                let (d, _, _) = s.scanning.expect("scanning");
+                format!(
+                    "scanner   project doc{d} v{} and publish (worker::scanner::publish_projections)",
+                    s.store[d as usize].version
+                )
+            }
+            Action::Operator(op) => format!("operator  {op:?} (ops::lifecycle)"),
+            Action::Clock => format!("clock     rollback window {:?} -> next", s.window),
+            Action::Expire(d) => {
+                format!("engine    tombstone of doc{d} expires in the Migration index")
+            }
+        }
+    }
+}
+
+fn show_view(v: &View) -> String {
+    let a = &v.aliases;
+    format!(
+        "[C={} M={:?} H={:?} P={:?} completion={:?}]",
+        a.current,
+        a.migration,
+        a.historical,
+        a.paused,
+        v.completion.map(|c| (c.from, c.to))
+    )
+}
+
+fn step_name(p: &Proc, c: u8) -> String {
+    match p {
+        Proc::Edit(e) => {
+            let what = match e.pc {
+                EditPc::Project => "re-project (superseded) and take the cached view (worker::edits::apply)".to_string(),
+                EditPc::MigrationWrite => format!(
+                    "doc{} v{}: external {} through Migration (IndexClient::{})",
+                    e.doc,
+                    e.v,
+                    if e.live { "write" } else { "delete: resolve alias" },
+                    if e.live { "put_external" } else { "delete_external" }
+                ),
+                EditPc::MigrationDelete(i, _) => format!("doc{} v{}: external delete to idx{i} (IndexClient::delete_external)", e.doc, e.v),
+                EditPc::StrayCheck(i, _) => format!("check idx{i} uuid, delete if recreated (IndexClient::delete_target)"),
+                EditPc::CasGet(slot) => format!("doc{} v{}: GET through {} (worker::edits::write_cas)", e.doc, e.v, slot_name(slot)),
+                EditPc::CasWrite(slot, seen) => format!(
+                    "doc{} v{}: {} through {} if_seq_no={seen:?} (worker::edits::write_cas, IndexClient::{})",
+                    e.doc,
+                    e.v,
+                    if e.live { "write" } else { "delete" },
+                    slot_name(slot),
+                    if e.live { "put_cas" } else { "delete_cas" }
+                ),
+                EditPc::FreshCheck => format!(
+                    "doc{}: fresh alias read{} (worker::state::StateCache::fresh)",
+                    e.doc,
+                    if c == 1 { ", completion read failed" } else { "" }
+                ),
+                EditPc::StoreRecheck => format!("doc{}: re-read the stores' version (worker::edits::latest_version)", e.doc),
+            };
+            what
+        }
+        Proc::Migrate(m) => match m.pc {
+            MigPc::Write => format!(
+                "doc{} v{}: external write into Migration (worker::migration::process_inner, IndexClient::put_external)",
+                m.m.doc, m.m.version
+            ),
+            MigPc::Outcome(f) => format!(
+                "doc{}: outcome {} on Current if_seq_no={:?} (IndexClient::update_partial)",
+                m.m.doc,
+                if f { "failure" } else { "migratedTo" },
+                m.m.seq
+            ),
+        },
+    }
+}
+
+fn slot_name(s: Slot) -> &'static str {
+    match s {
+        Slot::Migration => "Migration",
+        Slot::Current => "Current",
+        Slot::Historical => "Historical",
+    }
+}

@@ -1,0 +1,155 @@
+//! Protocol flags (each breaks one rule of the fix) and the configurations
+//! the model is checked in.
+
+use super::state::Idx;
+
+/// One deliberate deviation from the protocol, to show the checker finds
+/// the hole it opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The protocol as specified.
+    Fixed,
+    /// Skip the fresh alias read after a round (holes 1 and 3).
+    NoFreshCheck,
+    /// Skip the stores re-read after the writes (hole 4).
+    NoStoreRecheck,
+    /// Re-read the stores only when Current was written (old behaviour).
+    RecheckOnlyAfterCurrent,
+    /// Never write Historical.
+    SkipHistorical,
+    /// An external 409 means "already newer", without reading (hole 6).
+    Trust409,
+    /// Keep a stored `migratedTo` when Migration was not covered (hole 3).
+    KeepStaleMark,
+    /// A document the new mapping rejects dead-letters the message (hole 2).
+    RejectDeadLetters,
+    /// A failed completion-record read counts as "window closed" (hole 5).
+    CompletionReadErrorClosesWindow,
+    /// Tombstones in the Migration index expire (hole 7).
+    TombstonesExpire,
+    /// Workers stop writing Historical while rollback is still accepted
+    /// (clock skew, no margin; hole 9).
+    NoMargin,
+    /// An outcome update that finds the Current document gone is ignored.
+    ProcessorIgnoresMissing,
+    /// A delete that recreated a deleted index leaves it (hole 8).
+    StrayIndexKept,
+}
+
+/// One operator command (or one request of a two-request command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `ops::lifecycle::start`: a new index with the Migration alias.
+    Start,
+    /// `ops::lifecycle::pause`.
+    Pause,
+    /// `ops::lifecycle::resume`.
+    Resume,
+    /// `ops::lifecycle::complete`, first request: gate, then the record.
+    Complete,
+    /// `ops::lifecycle::complete`, second request: the `_aliases` switch.
+    Switch,
+    /// `ops::lifecycle::rollback` (refused outside the window).
+    Rollback,
+    /// `ops::lifecycle::abandon`: the Migration alias removed.
+    Abandon,
+    /// `ops::lifecycle::abandon --delete-index`: the index deleted.
+    DeleteIndex,
+}
+
+/// Where the model starts and what the operator does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Legacy index Current; start, complete, rollback, resume, complete.
+    Cycle,
+    /// Just after a completion (the new index Current, its `_version`s
+    /// inflated by internal writes, the window open): rollback, resume,
+    /// complete.
+    AfterCompletion,
+    /// Start, pause, abandon --delete-index, start again, complete.
+    Abandon,
+    /// Start, complete, with a version the new mapping rejects.
+    Rejected,
+}
+
+impl Scenario {
+    /// The operator script, advanced one step at a time at any moment.
+    pub fn script(self) -> &'static [Op] {
+        use Op::*;
+        match self {
+            Scenario::Cycle => &[Start, Complete, Switch, Rollback, Resume, Complete, Switch],
+            Scenario::AfterCompletion => &[Rollback, Resume, Complete, Switch],
+            Scenario::Abandon => &[Start, Pause, Abandon, DeleteIndex, Start, Complete, Switch],
+            Scenario::Rejected => &[Start, Complete, Switch],
+        }
+    }
+}
+
+/// Bounds and flags of one check.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Protocol flag.
+    pub variant: Variant,
+    /// Starting point and operator script.
+    pub scenario: Scenario,
+    /// Workers (messages processed concurrently).
+    pub workers: usize,
+    /// Client uploads/edits/deletes in all.
+    pub edits: u8,
+    /// Highest store version.
+    pub max_version: u8,
+    /// Duplicate deliveries.
+    pub dups: u8,
+    /// Worker crashes (message redelivered, writes done so far kept).
+    pub crashes: u8,
+    /// Migrate messages in flight at most (the scanner waits otherwise).
+    pub max_migrate: usize,
+    /// Document and version the new mapping rejects.
+    pub rejected: Option<(u8, u8)>,
+    /// Document 1 exists at the start (otherwise it can be uploaded).
+    pub both_docs: bool,
+    /// Documents clients change (1: only document 0).
+    pub docs: u8,
+}
+
+impl Config {
+    /// The small bound the suite runs.
+    pub fn small(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            variant,
+            scenario,
+            workers: 2,
+            edits: 2,
+            max_version: 3,
+            dups: 0,
+            crashes: 0,
+            max_migrate: 1,
+            rejected: (scenario == Scenario::Rejected).then_some((0, 2)),
+            both_docs: false,
+            docs: 1,
+        }
+    }
+
+    /// The larger bound (`FERRY_MODEL_BOUND=large`).
+    pub fn large(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            edits: 3,
+            dups: 1,
+            crashes: 1,
+            max_migrate: 2,
+            docs: 2,
+            ..Self::small(scenario, variant)
+        }
+    }
+
+    /// Whether the stores' version of `doc` can never be in `idx` (the new
+    /// mapping rejects it): no protocol makes such an index match.
+    pub fn unrepresentable(&self, idx: Idx, doc: u8, v: u8, live: bool) -> bool {
+        self.rejects(idx, doc, v, live)
+    }
+
+    /// Whether the new mapping rejects this version of the document in `idx`.
+    pub fn rejects(&self, idx: Idx, doc: u8, v: u8, live: bool) -> bool {
+        live && idx != 0 && self.rejected == Some((doc, v))
+    }
+}
