@@ -179,6 +179,16 @@ pub struct Settings {
     /// and `rollback` is allowed (0 turns both off).
     #[arg(long, env = "FERRY_ROLLBACK_WINDOW", value_parser = duration, default_value = "24h", global = true)]
     pub rollback_window: Duration,
+    /// How far apart the clocks of workers and operators may be: workers
+    /// keep writing the Historical index this long after the rollback
+    /// window ends, and `rollback` is refused this long before it ends.
+    #[arg(long, env = "FERRY_CLOCK_MARGIN", value_parser = duration, default_value = "1m", global = true)]
+    pub clock_margin: Duration,
+    /// Shortest `index.gc_deletes` (how long the engine keeps delete
+    /// tombstones) that `start` accepts for a new index; `start` sets it
+    /// when the mapping file does not.
+    #[arg(long, env = "FERRY_MIN_GC_DELETES", value_parser = duration, default_value = "1h", global = true)]
+    pub min_gc_deletes: Duration,
     /// Messages processed at once by one worker.
     #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 16, global = true)]
     pub concurrency: usize,
@@ -321,6 +331,8 @@ impl Settings {
             ("FERRY_INDEX_PREFIX", self.index_prefix.clone()),
             ("FERRY_MAPPING", self.mapping.clone()),
             ("FERRY_ROLLBACK_WINDOW", d(self.rollback_window)),
+            ("FERRY_CLOCK_MARGIN", d(self.clock_margin)),
+            ("FERRY_MIN_GC_DELETES", d(self.min_gc_deletes)),
             ("FERRY_CONCURRENCY", self.concurrency.to_string()),
             ("FERRY_BATCH_SIZE", self.batch_size.to_string()),
             ("FERRY_BATCH_WAIT", d(self.batch_wait)),

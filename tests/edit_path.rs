@@ -5,93 +5,30 @@
 
 mod support;
 
-use ferry::index::{records, StoredDoc, Target, Write};
+use ferry::index::{records, Target, Write};
 use ferry::ops::lifecycle::{self, Gate};
 use ferry::queue::{Broker, DocKind, DocMessage, MigrateMessage, Payload};
 use ferry::seed::pipeline::Pipeline;
 use ferry::stores::Projection;
 use ferry::types::{DocId, IndexName, Version};
-use ferry::worker::edits::{apply, write_cas};
+use ferry::worker::edits::{apply, write_cas, Mark};
 use ferry::worker::Ctx;
 use futures::StreamExt;
 use lapin::types::FieldTable;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::docs::{
+    doc, json_of, own_indices, projection, start_migration, version_in, wait_absent, wait_version,
+    without_es_info,
+};
 use support::{eventually, TestEnv};
 
 /// Deadline of every poll: generous, tests share two cores.
 const WAIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------- helpers
-
-/// The document behind `alias` (None if absent or if the alias is missing).
-async fn doc(env: &TestEnv, alias: &IndexName, id: &DocId) -> Option<StoredDoc> {
-    match env.ctx.index.get(alias, id).await {
-        Ok(d) => d,
-        Err(e) if e.is_missing_index() => None,
-        Err(e) => panic!("GET {alias}/{id}: {e}"),
-    }
-}
-
-/// The stored `version` field of the document behind `alias`, if present.
-async fn version_in(env: &TestEnv, alias: &IndexName, id: &DocId) -> Option<u64> {
-    doc(env, alias, id).await.map(|d| d.version())
-}
-
-/// Waits until the document behind `alias` carries exactly `version`.
-async fn wait_version(env: &TestEnv, alias: &IndexName, id: &DocId, version: u64) -> StoredDoc {
-    eventually(
-        WAIT,
-        &format!("{id} at version {version} in {alias}"),
-        || async { doc(env, alias, id).await.filter(|d| d.version() == version) },
-    )
-    .await
-}
-
-/// Waits until the document is absent from the index behind `alias`.
-async fn wait_absent(env: &TestEnv, alias: &IndexName, id: &DocId) {
-    eventually(WAIT, &format!("{id} gone from {alias}"), || async {
-        doc(env, alias, id).await.is_none().then_some(())
-    })
-    .await
-}
-
-/// A fresh projection from the stores (panics on store or projection errors).
-async fn projection(env: &TestEnv, id: &DocId) -> Projection {
-    env.ctx
-        .stores
-        .project_one(id)
-        .await
-        .expect("stores reachable")
-        .expect("document projects")
-}
-
-/// The JSON of a live projection.
-fn json_of(p: &Projection) -> Value {
-    match p {
-        Projection::Document(d) => d.to_json(),
-        Projection::Deleted { id, .. } => panic!("{id} is deleted in the stores"),
-    }
-}
-
-/// A stored body without ferry's outcome records.
-fn without_es_info(source: &Value) -> Value {
-    let mut v = source.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("esInfo");
-    }
-    v
-}
-
-/// Starts a migration and returns its target index.
-async fn start_migration(env: &TestEnv) -> IndexName {
-    let changed = lifecycle::start(&env.ctx, &env.settings.mapping)
-        .await
-        .expect("start a migration");
-    IndexName::parse(changed.index).expect("target name")
-}
 
 /// Documents behind the Current alias marked migrated into `target`,
 /// leaving out `except`.
@@ -127,19 +64,6 @@ fn doc_message(kind: DocKind, id: &DocId) -> Vec<u8> {
         version: None,
     }
     .to_body()
-}
-
-/// Names of the concrete indices whose names start with this env's stem.
-async fn own_indices(env: &TestEnv) -> BTreeSet<String> {
-    let all = env
-        .ctx
-        .index
-        .call(reqwest::Method::GET, &format!("/{}*", env.name), None)
-        .await
-        .expect("list indices");
-    all.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 // ------------------------------------------------------------------ tests
@@ -336,7 +260,12 @@ async fn without_a_migration_an_edit_reaches_only_current() {
         env.ctx.index.delete_external(&to, id, ver).await.unwrap(),
         Write::NoAlias
     );
-    assert_eq!(write_cas(&env.ctx, &to, id, &p, None).await.unwrap(), None);
+    assert_eq!(
+        write_cas(&env.ctx, &to, id, &p, Mark::Nothing)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(own_indices(&env).await, BTreeSet::from([legacy]));
 }
 
@@ -370,9 +299,10 @@ async fn stale_edits_never_overwrite_newer_ones() {
     let migration = Target::Alias(mig.clone());
     let before = doc(&env, cur, id).await.unwrap();
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &stale, None)
+        write_cas(&env.ctx, &current, id, &stale, Mark::Nothing)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|c| c.wrote),
         Some(false),
         "stale compare-and-set write is skipped"
     );
@@ -390,9 +320,10 @@ async fn stale_edits_never_overwrite_newer_ones() {
         version: v2,
     };
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &stale_delete, None)
+        write_cas(&env.ctx, &current, id, &stale_delete, Mark::Nothing)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|c| c.wrote),
         Some(false)
     );
     assert_eq!(
@@ -406,9 +337,10 @@ async fn stale_edits_never_overwrite_newer_ones() {
     // Redelivery of the newest projection is idempotent.
     let newest = projection(&env, id).await;
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &newest, None)
+        write_cas(&env.ctx, &current, id, &newest, Mark::Nothing)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|c| c.wrote),
         Some(false)
     );
     let after = doc(&env, cur, id).await.unwrap();

@@ -2,7 +2,7 @@
 //! nothing about each item, so every item's status is read and returned.
 
 use super::client::{Body, IndexClient, IndexError, Target};
-use super::docs::{write_outcome, Write};
+use super::docs::{write_outcome, Resolved, Write};
 use crate::types::{DocId, IndexName, Version};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -105,7 +105,7 @@ impl IndexClient {
         // Versioned deletes ignore `require_alias` and would auto-create a
         // missing alias as an index: send them to the index their alias
         // points to now, and skip them when it points nowhere.
-        let mut resolved: HashMap<IndexName, Option<IndexName>> = HashMap::new();
+        let mut resolved: HashMap<IndexName, Option<Resolved>> = HashMap::new();
         let mut sent: Vec<bool> = Vec::with_capacity(ops.len());
         let mut body = String::with_capacity(ops.len() * 512);
         for op in ops {
@@ -120,9 +120,9 @@ impl IndexClient {
                         resolved.insert(alias.clone(), index);
                     }
                     match &resolved[alias] {
-                        Some(index) => {
+                        Some(r) => {
                             BulkOp::DeleteExternal {
-                                to: Target::Index(index.clone()),
+                                to: Target::Index(r.index.clone()),
                                 id: id.clone(),
                                 version: *version,
                             }
@@ -159,7 +159,8 @@ impl IndexClient {
             });
         }
         let mut items = items.iter();
-        Ok(ops
+        let mut found_nothing = false;
+        let results: Vec<BulkItem> = ops
             .iter()
             .zip(sent)
             .map(|(op, sent)| {
@@ -180,6 +181,9 @@ impl IndexClient {
                     .and_then(Value::as_u64)
                     .and_then(|s| StatusCode::from_u16(s as u16).ok())
                     .unwrap_or(StatusCode::BAD_GATEWAY);
+                if matches!(op, BulkOp::DeleteExternal { .. }) && status == StatusCode::NOT_FOUND {
+                    found_nothing = true;
+                }
                 let result = if inner.get("error").is_some() || !status.is_success() {
                     write_outcome("bulk item", status, &inner, op.on_conflict())
                 } else {
@@ -190,6 +194,14 @@ impl IndexClient {
                     result,
                 }
             })
-            .collect())
+            .collect();
+        // A versioned delete that found nothing may have re-created an index
+        // deleted since its alias was resolved (see `delete_target`).
+        if found_nothing {
+            for r in resolved.values().flatten() {
+                self.remove_if_recreated(r).await?;
+            }
+        }
+        Ok(results)
     }
 }

@@ -45,6 +45,33 @@ impl StoredDoc {
     }
 }
 
+/// A conditional write's outcome and the concrete index it reached (from
+/// the reply's `_index`; `None` when the reply names none, e.g. a missing
+/// alias). The edit path needs the index to know which indices it covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// What happened.
+    pub write: Write,
+    /// Where it happened.
+    pub index: Option<IndexName>,
+}
+
+impl PartialEq<Write> for Landed {
+    fn eq(&self, other: &Write) -> bool {
+        self.write == *other
+    }
+}
+
+/// A document looked up through an alias: the concrete index the alias
+/// resolved to (also when the document is absent) and the document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    /// The concrete index that answered.
+    pub index: Option<IndexName>,
+    /// The document, if present.
+    pub doc: Option<StoredDoc>,
+}
+
 /// What happened to a conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
@@ -69,16 +96,28 @@ impl IndexClient {
         index: &IndexName,
         id: &DocId,
     ) -> Result<Option<StoredDoc>, IndexError> {
+        Ok(self.lookup(index, id).await?.doc)
+    }
+
+    /// Reads one document and the concrete index that answered.
+    pub async fn lookup(&self, index: &IndexName, id: &DocId) -> Result<Lookup, IndexError> {
         let path = doc_path(index, "_doc", id);
         let reply = self.send(Method::GET, &path, None).await?;
+        let answered = concrete(&reply.body);
         match reply.status.as_u16() {
             200 => StoredDoc::from_hit(&reply.body)
-                .map(Some)
+                .map(|doc| Lookup {
+                    index: answered,
+                    doc: Some(doc),
+                })
                 .ok_or_else(|| IndexError::Decode {
                     op: "GET document".into(),
                     detail: "hit without _seq_no/_primary_term".into(),
                 }),
-            404 if reply.body.get("found").and_then(Value::as_bool) == Some(false) => Ok(None),
+            404 if reply.body.get("found").and_then(Value::as_bool) == Some(false) => Ok(Lookup {
+                index: answered,
+                doc: None,
+            }),
             _ => Err(status_error("GET document", reply.status, &reply.body)),
         }
     }
@@ -129,7 +168,7 @@ impl IndexClient {
         id: &DocId,
         version: Version,
         doc: &Value,
-    ) -> Result<Write, IndexError> {
+    ) -> Result<Landed, IndexError> {
         let path = format!(
             "{}?version={}&version_type=external{}",
             doc_path(to.name(), "_doc", id),
@@ -139,7 +178,7 @@ impl IndexClient {
         let reply = self
             .send(Method::PUT, &path, Some(Body::Json(doc.clone())))
             .await?;
-        write_outcome("PUT external", reply.status, &reply.body, Write::Stale)
+        landed("PUT external", reply, Write::Stale)
     }
 
     /// Writes a document only if it is unchanged since it was read
@@ -150,7 +189,7 @@ impl IndexClient {
         id: &DocId,
         seen: Option<(u64, u64)>,
         doc: &Value,
-    ) -> Result<Write, IndexError> {
+    ) -> Result<Landed, IndexError> {
         let path = match seen {
             Some((seq, term)) => format!(
                 "{}?if_seq_no={seq}&if_primary_term={term}{}",
@@ -166,7 +205,7 @@ impl IndexClient {
         let reply = self
             .send(Method::PUT, &path, Some(Body::Json(doc.clone())))
             .await?;
-        write_outcome("PUT if_seq_no", reply.status, &reply.body, Write::Conflict)
+        landed("PUT if_seq_no", reply, Write::Conflict)
     }
 
     /// Deletes with an external version, leaving a tombstone that refuses
@@ -176,17 +215,25 @@ impl IndexClient {
         to: &Target,
         id: &DocId,
         version: Version,
-    ) -> Result<Write, IndexError> {
-        let Some(index) = self.delete_target(to).await? else {
-            return Ok(Write::NoAlias);
+    ) -> Result<Landed, IndexError> {
+        let Some(resolved) = self.delete_target(to).await? else {
+            return Ok(Landed {
+                write: Write::NoAlias,
+                index: None,
+            });
         };
         let path = format!(
             "{}?version={}&version_type=external",
-            doc_path(&index, "_doc", id),
+            doc_path(&resolved.index, "_doc", id),
             version.get()
         );
         let reply = self.send(Method::DELETE, &path, None).await?;
-        write_outcome("DELETE external", reply.status, &reply.body, Write::Stale)
+        let nothing_there = reply.status.as_u16() == 404;
+        let out = landed("DELETE external", reply, Write::Stale)?;
+        if nothing_there {
+            self.remove_if_recreated(&resolved).await?;
+        }
+        Ok(out)
     }
 
     /// Deletes only if unchanged since it was read.
@@ -196,18 +243,13 @@ impl IndexClient {
         id: &DocId,
         seq_no: u64,
         primary_term: u64,
-    ) -> Result<Write, IndexError> {
+    ) -> Result<Landed, IndexError> {
         let path = format!(
             "{}?if_seq_no={seq_no}&if_primary_term={primary_term}",
             doc_path(to.name(), "_doc", id)
         );
         let reply = self.send(Method::DELETE, &path, None).await?;
-        write_outcome(
-            "DELETE if_seq_no",
-            reply.status,
-            &reply.body,
-            Write::Conflict,
-        )
+        landed("DELETE if_seq_no", reply, Write::Conflict)
     }
 
     /// Merges `partial` into an existing document, never creating one;
@@ -242,46 +284,124 @@ impl IndexClient {
     }
 }
 
+/// The index an external-version delete resolved its alias to, with the
+/// index's identity at that moment.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The concrete index.
+    pub index: IndexName,
+    /// Its `index.uuid`, when the target was an alias.
+    uuid: Option<String>,
+}
+
 impl IndexClient {
     /// Where an external-version delete must go. Such deletes ignore
     /// `require_alias` and auto-create a missing index, so a delete through
     /// an alias that does not exist would create a stray index named like the
     /// alias (or fail with 400 for a mixed-case alias name). The alias is
-    /// therefore resolved right before the delete: `None` when it does not
-    /// exist (skipped, like every write through a missing alias).
-    pub(crate) async fn delete_target(&self, to: &Target) -> Result<Option<IndexName>, IndexError> {
+    /// therefore resolved right before the delete, with the index's uuid:
+    /// `None` when it does not exist (skipped, like every write through a
+    /// missing alias).
+    pub(crate) async fn delete_target(&self, to: &Target) -> Result<Option<Resolved>, IndexError> {
         let alias = match to {
-            Target::Index(index) => return Ok(Some(index.clone())),
+            Target::Index(index) => {
+                return Ok(Some(Resolved {
+                    index: index.clone(),
+                    uuid: None,
+                }))
+            }
             Target::Alias(alias) => alias,
         };
         let reply = self
             .send(
                 Method::GET,
-                &format!("/_alias/{}", segment(alias.as_str())),
+                &format!("/{}/_settings/index.uuid", segment(alias.as_str())),
                 None,
             )
             .await?;
         match reply.status.as_u16() {
             404 => Ok(None),
             200 => {
-                let indices = reply.body.as_object().map(|m| m.keys().collect::<Vec<_>>());
-                match indices.as_deref() {
+                let indices = reply.body.as_object();
+                match indices.map(|m| m.iter().collect::<Vec<_>>()).as_deref() {
                     Some([]) => Ok(None),
-                    Some([only]) => {
-                        IndexName::parse(only.as_str())
-                            .map(Some)
-                            .map_err(|e| IndexError::Decode {
-                                op: "GET _alias".into(),
+                    Some([(only, settings)]) => {
+                        let index =
+                            IndexName::parse(only.as_str()).map_err(|e| IndexError::Decode {
+                                op: "GET _settings".into(),
                                 detail: e.to_string(),
-                            })
+                            })?;
+                        let uuid = settings
+                            .pointer("/settings/index/uuid")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        Ok(Some(Resolved { index, uuid }))
                     }
                     // Several indices: the server picks the write index (or refuses).
-                    _ => Ok(Some(alias.clone())),
+                    _ => Ok(Some(Resolved {
+                        index: alias.clone(),
+                        uuid: None,
+                    })),
                 }
             }
-            _ => Err(status_error("GET _alias", reply.status, &reply.body)),
+            _ => Err(status_error("GET _settings", reply.status, &reply.body)),
         }
     }
+
+    /// After a delete that found nothing: if the resolved index was deleted
+    /// between the resolve and the delete (`abandon --delete-index`), the
+    /// delete auto-created a new, empty index of the same name. It has
+    /// another uuid and no alias; remove it, so no stray index is left.
+    pub(crate) async fn remove_if_recreated(&self, resolved: &Resolved) -> Result<(), IndexError> {
+        let Some(uuid) = &resolved.uuid else {
+            return Ok(());
+        };
+        let name = segment(resolved.index.as_str());
+        let reply = self
+            .send(Method::GET, &format!("/{name}/_settings/index.uuid"), None)
+            .await?;
+        let now = reply
+            .body
+            .get(resolved.index.as_str())
+            .and_then(|i| i.pointer("/settings/index/uuid"))
+            .and_then(Value::as_str);
+        if reply.status.as_u16() != 200 || now.is_none_or(|now| now == uuid) {
+            return Ok(());
+        }
+        let aliases = self
+            .call(Method::GET, &format!("/{name}/_alias"), None)
+            .await?;
+        let has_alias = aliases
+            .get(resolved.index.as_str())
+            .and_then(|i| i.get("aliases"))
+            .and_then(Value::as_object)
+            .is_some_and(|a| !a.is_empty());
+        if has_alias {
+            return Ok(());
+        }
+        tracing::warn!(index = %resolved.index, "a late delete re-created an index that had just been deleted; removing it again");
+        let reply = self.send(Method::DELETE, &format!("/{name}"), None).await?;
+        match reply.status.as_u16() {
+            200 | 404 => Ok(()),
+            _ => Err(status_error("DELETE index", reply.status, &reply.body)),
+        }
+    }
+}
+
+/// The concrete index named by a document reply.
+fn concrete(body: &Value) -> Option<IndexName> {
+    body.get("_index")
+        .and_then(Value::as_str)
+        .and_then(|i| IndexName::parse(i).ok())
+}
+
+/// A write reply as a [`Landed`].
+fn landed(op: &str, reply: super::client::Reply, on_409: Write) -> Result<Landed, IndexError> {
+    let write = write_outcome(op, reply.status, &reply.body, on_409)?;
+    Ok(Landed {
+        write,
+        index: concrete(&reply.body),
+    })
 }
 
 fn alias_flag(to: &Target) -> &'static str {

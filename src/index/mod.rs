@@ -11,4 +11,4 @@ pub mod scan;
 pub use aliases::{AliasState, Aliases};
 pub use bulk::{BulkItem, BulkOp};
 pub use client::{IndexClient, IndexError, Target};
-pub use docs::{StoredDoc, Write};
+pub use docs::{Landed, Lookup, StoredDoc, Write};

@@ -71,6 +71,62 @@ pub fn read_mapping(path: &str) -> Result<Value, OpsError> {
         .map_err(|e| OpsError::Invalid(format!("mapping file {path} is not valid JSON: {e}")))
 }
 
+/// Makes the new index keep delete tombstones for at least `min`: a
+/// versioned delete's tombstone is what refuses an older write that
+/// arrives later, and the engine's default (60 s) is shorter than a message
+/// can wait. Sets `index.gc_deletes` when the mapping file does not;
+/// refuses a shorter one.
+pub fn keep_tombstones(mapping: &mut Value, min: std::time::Duration) -> Result<(), OpsError> {
+    let invalid = |why: String| OpsError::Invalid(why);
+    let Some(root) = mapping.as_object_mut() else {
+        return Err(invalid("the mapping file must hold a JSON object".into()));
+    };
+    let settings = root.entry("settings").or_insert_with(|| json!({}));
+    let given = [
+        settings.pointer("/index/gc_deletes"),
+        settings.get("index.gc_deletes"),
+        settings.get("gc_deletes"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .cloned();
+    match given {
+        None => {
+            let kept = json!(format!("{}ms", min.as_millis()));
+            if let Some(index) = settings.get_mut("index").and_then(Value::as_object_mut) {
+                index.insert("gc_deletes".into(), kept);
+                return Ok(());
+            }
+            let Some(s) = settings.as_object_mut() else {
+                return Err(invalid(
+                    "the mapping file's \"settings\" must be an object".into(),
+                ));
+            };
+            s.insert("index.gc_deletes".into(), kept);
+            Ok(())
+        }
+        Some(v) => {
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            let kept = humantime::parse_duration(&text).map_err(|e| {
+                invalid(format!(
+                    "index.gc_deletes \"{text}\" in the mapping file is not a duration: {e}"
+                ))
+            })?;
+            if kept < min {
+                return Err(invalid(format!(
+                    "index.gc_deletes is {text} in the mapping file, shorter than FERRY_MIN_GC_DELETES ({}): deletes would stop refusing older writes that are still queued. Raise it or leave it out (ferry sets it)",
+                    humantime::format_duration(min)
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Creates a new index from the mapping and puts the Migration alias on it.
 pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     let st = healthy_state(ctx).await?;
@@ -80,7 +136,8 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
         )));
     }
     let current = need_current(&st)?;
-    let mapping = read_mapping(mapping_path)?;
+    let mut mapping = read_mapping(mapping_path)?;
+    keep_tombstones(&mut mapping, ctx.settings.min_gc_deletes)?;
     let target = new_index_name(&ctx.settings.index_prefix)?;
     // The old index must map the outcome fields so the scanner can query them.
     let outcome_fields = json!({ "properties": { "esInfo": { "properties": { "migration": { "properties": {
@@ -404,16 +461,21 @@ pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
         ));
     };
     let completion = ctx.control.completion().await?;
-    let window_ms = ctx.settings.rollback_window.as_millis() as u64;
+    // Refused a clock margin before the window ends: workers keep writing
+    // Historical a margin after it, so clocks that disagree by less than
+    // the margin cannot let a rollback serve an index that missed edits.
+    let margin_ms = ctx.settings.clock_margin.as_millis() as u64;
     let within = completion.as_ref().is_some_and(|c| {
         c.from == historical.as_str()
             && c.to == current.as_str()
-            && now_ms() < c.at_ms.saturating_add(window_ms)
+            && now_ms().saturating_add(margin_ms)
+                < crate::worker::state::window_end_ms(c, ctx.settings.rollback_window)
     });
     if !within {
         return Err(OpsError::Refused(format!(
-            "the rollback window ({}) after the completion that made {current} Current has closed, or no completion was recorded; edits since then did not reach {historical}. Start a new migration instead",
-            humantime::format_duration(ctx.settings.rollback_window)
+            "the rollback window ({}) after the completion that made {current} Current has closed (rollback ends a clock margin of {} early), or no completion was recorded; edits since then did not reach {historical}. Start a new migration instead",
+            humantime::format_duration(ctx.settings.rollback_window),
+            humantime::format_duration(ctx.settings.clock_margin)
         )));
     }
     let a = &ctx.aliases;

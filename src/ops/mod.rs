@@ -48,6 +48,8 @@ impl From<crate::worker::scanner::ScanError> for OpsError {
             ScanError::Index(e) => e.into(),
             ScanError::Store(e) => e.into(),
             ScanError::Queue(e) => e.into(),
+            ScanError::State(crate::worker::state::StateError::Index(e)) => e.into(),
+            ScanError::State(crate::worker::state::StateError::Completion(e)) => e.into(),
         }
     }
 }

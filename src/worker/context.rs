@@ -43,7 +43,11 @@ impl Ctx {
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
         let aliases = Aliases::from_settings(&settings);
         let throttle = super::throttle::Throttle::new(settings.batch_size);
-        let state = StateCache::new(settings.state_ttl, settings.rollback_window);
+        let state = StateCache::new(
+            settings.state_ttl,
+            settings.rollback_window,
+            settings.clock_margin,
+        );
         Ok(Self {
             policy: settings.retry_policy(),
             settings,

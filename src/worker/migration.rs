@@ -3,11 +3,18 @@
 //! since the scan: postpone; unchanged: write), bulk-written into the
 //! Migration index with external versions, and its outcomes recorded on the
 //! Current documents with compare-and-set partial updates.
+//!
+//! Two races are handed to the edit path, which writes every index by the
+//! stores' latest version: a 409 from a Migration index whose `_version`
+//! runs ahead of its content (it was Current before a rollback), and an
+//! outcome record that finds the Current document gone (deleted after the
+//! check, so this batch may have written a deleted document).
 
 use super::context::Ctx;
+use super::edits::{apply, EditError};
 use crate::index::records;
 use crate::index::{BulkItem, BulkOp, IndexError, StoredDoc, Target, Write};
-use crate::queue::{MigrateMessage, Payload};
+use crate::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use crate::retry::{retry, Transient};
 use crate::types::DocId;
 use std::collections::HashMap;
@@ -60,7 +67,7 @@ async fn process_inner(
     batch: &[MigrateMessage],
     report: &mut BatchReport,
     out: &mut [Disposition],
-) -> Result<(), IndexError> {
+) -> Result<(), EditError> {
     let state = ctx
         .state
         .get(&ctx.index, &ctx.aliases, &ctx.control)
@@ -132,8 +139,26 @@ async fn process_inner(
     }
 
     let results = bulk_with_retry(ctx, &writes).await?;
+    let behind = behind_on_409(ctx, batch, &write_pos, &results).await?;
     for (item, (pos, seen)) in results.into_iter().zip(write_pos) {
         let partial = match item.result {
+            Ok(Write::Stale) if behind.contains(&item.id) => {
+                // Not newer after all: the edit path writes it by content
+                // version; its outcome is recorded below as usual.
+                if !edit_path(
+                    ctx,
+                    &item.id,
+                    "a 409 from an index whose _version runs ahead",
+                )
+                .await
+                {
+                    out[pos] = Disposition::Requeue;
+                    report.requeued += 1;
+                    continue;
+                }
+                report.migrated += 1;
+                records::success(&target)
+            }
             Ok(Write::Done) | Ok(Write::Stale) => {
                 report.migrated += 1;
                 records::success(&target)
@@ -161,15 +186,77 @@ async fn process_inner(
         });
     }
 
-    // Conflicts (changed since the scan) and missing documents (deleted
-    // meanwhile) are fine: the edit path wrote those, and records never
-    // create documents.
+    // Conflicts (changed since the scan) are fine: the edit path wrote
+    // those, and records never create documents. A missing document was
+    // deleted after the check above, maybe before this batch's write landed
+    // (a delete whose tombstone had already expired, or a worker frozen in
+    // between): the edit path applies the delete to every index again.
     for item in bulk_with_retry(ctx, &outcomes).await? {
-        if let Err(e) = item.result {
-            tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
+        match item.result {
+            Ok(Write::Missing) => {
+                edit_path(ctx, &item.id, "deleted while it was being migrated").await;
+            }
+            Err(e) => {
+                tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
+            }
+            Ok(_) => {}
         }
     }
     Ok(())
+}
+
+/// The ids whose external write got a 409 although the Migration index
+/// holds an older content version than the message (one `_mget`).
+async fn behind_on_409(
+    ctx: &Ctx,
+    batch: &[MigrateMessage],
+    write_pos: &[(usize, Option<(u64, u64)>)],
+    results: &[BulkItem],
+) -> Result<Vec<DocId>, IndexError> {
+    let stale: Vec<&MigrateMessage> = results
+        .iter()
+        .zip(write_pos)
+        .filter(|(item, _)| matches!(item.result, Ok(Write::Stale)))
+        .map(|(_, (pos, _))| &batch[*pos])
+        .collect();
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<DocId> = stale.iter().map(|m| m.id.clone()).collect();
+    let stored: HashMap<DocId, u64> = retry(&ctx.policy, "mget Migration", || {
+        ctx.index.mget(&ctx.aliases.migration, &ids)
+    })
+    .await?
+    .into_iter()
+    .map(|d| (d.id.clone(), d.version()))
+    .collect();
+    Ok(stale
+        .into_iter()
+        .filter(|m| {
+            let live = matches!(m.payload, Payload::Document(_));
+            // A live document absent behind a 409 sits on a tombstone whose
+            // `_version` may have been inflated the same way.
+            stored.get(&m.id).map_or(live, |v| *v < m.version.get())
+        })
+        .map(|m| m.id.clone())
+        .collect())
+}
+
+/// Runs the edit path for one document on behalf of the migration path;
+/// false if it failed after its retries (logged).
+async fn edit_path(ctx: &Ctx, id: &DocId, why: &str) -> bool {
+    let msg = DocMessage {
+        kind: DocKind::Edit,
+        id: id.clone(),
+        version: None,
+    };
+    match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(%id, why, error = %e, "the edit path could not settle a document for the migration path");
+            false
+        }
+    }
 }
 
 /// Notes a sign of index overload, for the throttle.

@@ -34,6 +34,9 @@ pub enum ScanError {
     /// The broker failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The migration state could not be read.
+    #[error(transparent)]
+    State(#[from] super::state::StateError),
 }
 
 /// Scans until shutdown.

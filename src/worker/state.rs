@@ -1,12 +1,43 @@
 //! Alias state as the worker sees it: read from the index server, cached for
 //! a short time, refreshed at once after any write that suggests it changed.
+//! A cached view may be old; the edit path therefore checks its writes
+//! against a fresh one (see `edits::apply`).
 
 use crate::index::{AliasState, Aliases, IndexClient, IndexError};
+use crate::retry::Transient;
 use crate::stores::control::{now_ms, Completion, Control};
+use crate::stores::StoreError;
 use crate::types::IndexName;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use tokio::sync::Mutex;
+
+/// Why the migration state could not be read.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// The aliases could not be read.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The completion record could not be read, so nobody knows whether
+    /// edits must still reach the Historical index: never guessed.
+    #[error("cannot read the completion record (needed to know whether the rollback window is open): {0}")]
+    Completion(#[from] StoreError),
+}
+
+impl Transient for StateError {
+    fn is_transient(&self) -> bool {
+        match self {
+            StateError::Index(e) => e.is_transient(),
+            StateError::Completion(_) => true,
+        }
+    }
+}
+
+/// When the rollback window of `completion` ends, in ms since the epoch.
+pub fn window_end_ms(completion: &Completion, window: Duration) -> u64 {
+    completion.at_ms.saturating_add(window.as_millis() as u64)
+}
 
 /// One reading of the migration state.
 #[derive(Debug, Clone)]
@@ -18,6 +49,7 @@ pub struct Snapshot {
     /// When its read started: it shows every change made before then.
     pub read_at: Instant,
     rollback_window: Duration,
+    clock_margin: Duration,
 }
 
 impl Snapshot {
@@ -27,19 +59,33 @@ impl Snapshot {
     }
 
     /// True while edits must also reach the Historical index: a Historical
-    /// index exists and the last completion is within the rollback window.
+    /// index exists and the last completion is within the rollback window,
+    /// plus the clock margin (`rollback` stops a margin early, so a worker
+    /// whose clock runs ahead still covers every accepted rollback).
     pub fn historical_writes(&self) -> bool {
         let Some(historical) = self.aliases.historical_index() else {
             return false;
         };
         match &self.completion {
-            Some(c) if c.from == historical.as_str() => {
+            Some(c) if c.from == historical.as_str() && !self.rollback_window.is_zero() => {
                 now_ms()
-                    < c.at_ms
-                        .saturating_add(self.rollback_window.as_millis() as u64)
+                    < window_end_ms(c, self.rollback_window)
+                        .saturating_add(self.clock_margin.as_millis() as u64)
             }
             _ => false,
         }
+    }
+
+    /// The concrete indices a reader may use now and that every edit must
+    /// therefore reach: Migration (it becomes Current at the switch),
+    /// Current, and Historical while a rollback may bring it back.
+    pub fn readable(&self) -> Vec<IndexName> {
+        let mut out: Vec<IndexName> = self.migration().into_iter().collect();
+        out.extend(self.aliases.current_index());
+        if self.historical_writes() {
+            out.extend(self.aliases.historical_index());
+        }
+        out
     }
 }
 
@@ -48,15 +94,17 @@ impl Snapshot {
 pub struct StateCache {
     ttl: Duration,
     rollback_window: Duration,
+    clock_margin: Duration,
     cached: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl StateCache {
     /// A cache that re-reads after `ttl`.
-    pub fn new(ttl: Duration, rollback_window: Duration) -> Self {
+    pub fn new(ttl: Duration, rollback_window: Duration, clock_margin: Duration) -> Self {
         Self {
             ttl,
             rollback_window,
+            clock_margin,
             cached: Mutex::new(None),
         }
     }
@@ -67,7 +115,7 @@ impl StateCache {
         index: &IndexClient,
         names: &Aliases,
         control: &Control,
-    ) -> Result<Arc<Snapshot>, IndexError> {
+    ) -> Result<Arc<Snapshot>, StateError> {
         let mut cached = self.cached.lock().await;
         match cached.as_ref() {
             Some(s) if s.read_at.elapsed() < self.ttl => Ok(s.clone()),
@@ -85,7 +133,7 @@ impl StateCache {
         index: &IndexClient,
         names: &Aliases,
         control: &Control,
-    ) -> Result<Arc<Snapshot>, IndexError> {
+    ) -> Result<Arc<Snapshot>, StateError> {
         let asked = Instant::now();
         let mut cached = self.cached.lock().await;
         match cached.as_ref() {
@@ -100,24 +148,23 @@ impl StateCache {
         index: &IndexClient,
         names: &Aliases,
         control: &Control,
-    ) -> Result<Arc<Snapshot>, IndexError> {
+    ) -> Result<Arc<Snapshot>, StateError> {
         let read_at = Instant::now();
         let aliases = index.alias_state(names).await?;
         let completion = if aliases.historical.is_empty() {
             None
         } else {
-            // Without the record, edits still reach Current and Migration;
-            // only rollback safety depends on it, so a read error is logged.
-            control.completion().await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot read the completion record; treating the rollback window as closed");
-                None
-            })
+            // An unreadable record is an error, not a closed window: taken
+            // as closed, edits would skip Historical while `rollback`
+            // still accepts, and a rollback would serve stale documents.
+            control.completion().await?
         };
         let snap = Arc::new(Snapshot {
             aliases,
             completion,
             read_at,
             rollback_window: self.rollback_window,
+            clock_margin: self.clock_margin,
         });
         *cached = Some(snap.clone());
         Ok(snap)

@@ -3,6 +3,7 @@
 //! `infra/test.sh`), so tests run in parallel and never see each other's data.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod proxy;
 
 use ferry::config::Settings;

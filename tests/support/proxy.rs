@@ -174,3 +174,11 @@ fn error_response(code: u16) -> Vec<u8> {
     );
     format!("HTTP/1.1 {code} Injected\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
 }
+
+impl Proxy {
+    /// Starts a proxy in front of a service URL (`http://host:port`).
+    pub async fn before(url: &str) -> Proxy {
+        let upstream = url.trim_start_matches("http://").trim_end_matches('/');
+        Proxy::start(upstream).await
+    }
+}
