@@ -1,6 +1,6 @@
 //! ferry: migrates a live search index to a new one from its primary stores.
 //!
-//! The module tree follows the data flow in DESIGN.md: messages enter through
+//! The module tree follows the data flow in docs/design.md: messages enter through
 //! [`queue`], documents are rebuilt by [`stores`], written by [`worker`] into
 //! the indices behind [`index`], and operators steer it all through [`ops`]
 //! and [`admin`].

@@ -137,7 +137,7 @@ async fn an_edit_overtakes_a_full_migration_queue() {
     // (m0) and its visibility (m1):
     // - the batch in flight when it arrived is not interrupted;
     // - a batch may start whenever no high-priority message is *ready*
-    //   (DESIGN.md, "Priority"): once the worker has taken the edit off the
+    //   (docs/design.md, "Priority"): once the worker has taken the edit off the
     //   queue, batches go on while it is projected and written, and each of
     //   its index requests can queue behind a batch's bulk request;
     // - we poll every 100 ms and count afterwards.
