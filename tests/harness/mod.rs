@@ -1,24 +1,57 @@
 //! The zero-inconsistency harness: from a seed, a random but reproducible
 //! schedule of uploads, edits, re-uploads, deletes and duplicate messages
-//! from several concurrent publishers, against real `ferry worker`
-//! processes, with a migration started at a random moment, pause/resume,
-//! worker SIGKILLs and restarts, stale migration messages, an optional
-//! abandon and restart, and the completion switch while edits still flow.
-//! Then a checker asserts DESIGN.md's invariant once the queues drain.
+//! from several concurrent publishers, against two real `ferry worker`
+//! processes, while a controller changes the migration state. Then a
+//! checker asserts DESIGN.md's invariant once the queues drain.
+//!
+//! Every seed picks a schedule kind (`seed % 3`, see [`schedule::Kind`]):
+//!
+//! - **plain** (`seed % 3 == 1`): start, pause/resume, sometimes abandon
+//!   (deleting the index) and start again, complete while edits flow;
+//! - **rollback** (`seed % 3 == 0`): start, complete, roll back while edits
+//!   flow (the new index becomes the paused migration target), resume,
+//!   complete again;
+//! - **second** (`seed % 3 == 2`): start, complete, start a second
+//!   migration from the new Current, complete it (the first Current is
+//!   then retired: no alias, kept).
+//!
+//! and, per seed, from its random stream:
+//!
+//! - worker SIGKILLs and restarts (one or two), stale migration messages
+//!   replayed later;
+//! - one worker with a long `FERRY_STATE_TTL` (5-10 s), so its cached
+//!   alias view is stale across the alias changes;
+//! - a SIGSTOP of one worker for longer than the lease TTL (2 s) and its
+//!   state TTL, often spanning an alias change, then SIGCONT;
+//! - three seconds of index or DynamoDB faults (delay, 503, throttling)
+//!   for the second worker, which then reaches both through proxies;
+//! - documents the new mapping rejects: some edits set
+//!   `metadata.copyright` to text, which the migration mapping maps as
+//!   `integer`. Before each completion the harness fixes them the way an
+//!   operator would (edits the stores, publishes the edits, retries the
+//!   failures) and completes through the checked gate with a verify.
+//!
+//! The checker ([`check`]) waits until no ferry queue holds a ready or
+//! unacknowledged message for 3 s, twice with a 2 s settle between, and
+//! each time compares Current, and Historical while a rollback is allowed,
+//! with the stores, checks the outcome records and looks for stray indices.
 #![allow(dead_code)]
 
-use super::support::{TestEnv, Worker};
-use ferry::index::records::{self, Outcome};
-use ferry::index::scan::ScanRequest;
-use ferry::ops::{self, OpsError};
+mod check;
+mod drain;
+mod fix;
+mod schedule;
+
+pub use schedule::Kind;
+
+use super::support::TestEnv;
+use ferry::ops::OpsError;
 use ferry::queue::{Broker, MigrateMessage, Payload};
 use ferry::seed::pipeline::Pipeline;
-use ferry::stores::{Projection, ProjectionError};
+use ferry::stores::Projection;
 use ferry::types::{DocId, IndexName};
-use futures::TryStreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +62,7 @@ use std::time::{Duration, Instant};
 pub struct Plan {
     /// The seed everything is derived from.
     pub seed: u64,
-    /// Publisher operations in total.
+    /// Publisher operations at least (they go on until the schedule ends).
     pub ops: usize,
     /// Concurrent publishers.
     pub publishers: usize,
@@ -41,6 +74,10 @@ pub struct Plan {
     pub fault: Option<String>,
     /// Whether the schedule may abandon and restart the migration.
     pub allow_abandon: bool,
+    /// The schedule kind; `None`: from the seed.
+    pub kind: Option<Kind>,
+    /// Whether one worker caches the alias state for long; `None`: from the seed.
+    pub stale_worker: Option<bool>,
 }
 
 impl Plan {
@@ -48,12 +85,14 @@ impl Plan {
     pub fn ci(seed: u64) -> Self {
         Self {
             seed,
-            ops: 500,
+            ops: 300,
             publishers: 3,
             initial_docs: 40,
             id_space: 70,
             fault: None,
             allow_abandon: true,
+            kind: None,
+            stale_worker: None,
         }
     }
 }
@@ -88,25 +127,80 @@ impl History {
 /// What a run proved or found.
 #[derive(Debug)]
 pub struct Outcomes {
+    /// The schedule kind the seed ran.
+    pub kind: Kind,
     /// Operations published.
     pub ops: usize,
     /// Worker kills.
     pub kills: usize,
+    /// Worker SIGSTOPs (each followed by a SIGCONT).
+    pub stops: usize,
+    /// Rollbacks done.
+    pub rollbacks: usize,
+    /// Completions done.
+    pub completions: usize,
+    /// Migrations started (first, again after abandon, second).
+    pub starts: usize,
+    /// Abandons done.
+    pub abandons: usize,
+    /// Index or DynamoDB fault windows.
+    pub faults: usize,
+    /// The long state TTL of one worker, if the seed has one.
+    pub stale_ttl: Option<Duration>,
+    /// Documents ever given a value the new mapping rejects.
+    pub rejected: usize,
+    /// Operator fixes of such documents (store edits published).
+    pub fixed: usize,
     /// Inconsistencies (empty when the invariant holds).
     pub problems: Vec<String>,
     /// A replayable report: seed, events, and the history of each bad document.
     pub report: String,
 }
 
+/// Counters of what the controller did.
+#[derive(Default)]
+struct Counters {
+    kills: AtomicUsize,
+    stops: AtomicUsize,
+    rollbacks: AtomicUsize,
+    completions: AtomicUsize,
+    starts: AtomicUsize,
+    abandons: AtomicUsize,
+    faults: AtomicUsize,
+    fixed: AtomicUsize,
+}
+
+/// Documents given a value the new mapping rejects.
+#[derive(Default)]
+struct Rejects {
+    /// Publishers may still make such edits.
+    open: AtomicBool,
+    /// Such edits being made now.
+    in_flight: AtomicUsize,
+    /// Every id that was given one.
+    ids: Mutex<BTreeSet<DocId>>,
+    /// The harness fixed them (from then on, their failures are retried).
+    fixed: AtomicBool,
+}
+
 struct Run {
     env: TestEnv,
     broker: Broker,
     plan: Plan,
+    schedule: schedule::Schedule,
     ids: Vec<DocId>,
     history: Mutex<History>,
     done: AtomicUsize,
-    switched: AtomicBool,
+    /// The controller ran its last step: publishers stop once `plan.ops` ran.
+    finished: AtomicBool,
     stale: Mutex<Vec<MigrateMessage>>,
+    rejects: Rejects,
+    /// Indices the schedule left without an alias on purpose (a Historical
+    /// index replaced by a later completion).
+    retired: Mutex<Vec<IndexName>>,
+    /// Problems found before the check (a completion that never passed).
+    early: Mutex<Vec<String>>,
+    count: Counters,
 }
 
 impl Run {
@@ -115,6 +209,20 @@ impl Run {
     }
     fn event(&self, what: String) {
         self.history.lock().unwrap().event(what);
+    }
+    fn problem(&self, what: String) {
+        self.event(format!("PROBLEM {what}"));
+        self.early.lock().unwrap().push(what);
+    }
+}
+
+/// Sets `finished` when the controller ends, also by a panic, so that the
+/// publishers never wait for it forever.
+struct Finish(Arc<Run>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finished.store(true, Ordering::SeqCst);
     }
 }
 
@@ -130,9 +238,13 @@ pub async fn run(plan: Plan) -> Outcomes {
     env.settings.rollback_window = Duration::from_secs(3600);
     let broker = env.broker().await;
     env.seed(plan.initial_docs, 0).await;
+    // The legacy index has the shipped mapping; migrations use one that
+    // rejects some documents.
+    env.settings.mapping = fix::rejecting_mapping();
     let ids: Vec<DocId> = (0..plan.id_space)
         .map(|i| ferry::seed::data::id_of(&format!("{}-", env.name), i))
         .collect();
+    let schedule = schedule::Schedule::new(&plan);
     let run = Arc::new(Run {
         env,
         broker,
@@ -143,57 +255,85 @@ pub async fn run(plan: Plan) -> Outcomes {
             ..Default::default()
         }),
         done: AtomicUsize::new(0),
-        switched: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         stale: Mutex::new(Vec::new()),
+        rejects: Rejects {
+            open: AtomicBool::new(schedule.rejects),
+            ..Default::default()
+        },
+        retired: Mutex::new(Vec::new()),
+        early: Mutex::new(Vec::new()),
+        count: Counters::default(),
+        schedule,
     });
-    let fault: Vec<(&str, &str)> = plan
-        .fault
-        .as_deref()
-        .map(|f| vec![("FERRY_FAULT", f)])
-        .unwrap_or_default();
-    let workers = Arc::new(tokio::sync::Mutex::new(vec![
-        run.env.spawn_worker_with(&fault),
-        run.env.spawn_worker_with(&fault),
-    ]));
+    run.event(format!("schedule: {}", run.schedule.describe()));
+    let mut workers = schedule::Workers::spawn(&run).await;
 
     let publishers: Vec<_> = (0..plan.publishers)
         .map(|p| tokio::spawn(publish(run.clone(), p as u64)))
         .collect();
-    let controller = control(
-        run.clone(),
-        workers.clone(),
-        fault
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    let kills = controller.await;
+    let controller = {
+        let finish = Finish(run.clone());
+        let run = run.clone();
+        let workers = &mut workers;
+        async move {
+            schedule::control(&run, workers).await;
+            drop(finish);
+        }
+    };
+    controller.await;
     for p in publishers {
         p.await.expect("publisher task");
     }
-    // Make sure the switch happened, then let everything drain and check.
-    ensure_completed(&run).await;
-    let problems = settle_and_check(&run).await;
+    workers.calm(&run).await;
+    // The last completion may still be pending (the controller gave up):
+    // try once more, so the check sees the final state.
+    schedule::ensure_completed(&run).await;
+    let mut problems = run.early.lock().unwrap().clone();
+    problems.extend(drain::settle_and_check(&run).await);
     drop(workers);
     let report = report(&run, &problems);
+    let rejected = run.rejects.ids.lock().unwrap().len();
+    let c = &run.count;
     Outcomes {
+        kind: run.schedule.kind,
         ops: run.done.load(Ordering::SeqCst),
-        kills,
+        kills: c.kills.load(Ordering::SeqCst),
+        stops: c.stops.load(Ordering::SeqCst),
+        rollbacks: c.rollbacks.load(Ordering::SeqCst),
+        completions: c.completions.load(Ordering::SeqCst),
+        starts: c.starts.load(Ordering::SeqCst),
+        abandons: c.abandons.load(Ordering::SeqCst),
+        faults: c.faults.load(Ordering::SeqCst),
+        stale_ttl: run.schedule.stale_ttl,
+        rejected,
+        fixed: c.fixed.load(Ordering::SeqCst),
         problems,
         report,
     }
 }
 
 /// One publisher: edits (50%), uploads and re-uploads (25%), deletes (15%),
-/// duplicate messages without a store change (10%).
+/// duplicate messages without a store change (10%); in seeds with
+/// rejected documents, one operation in 25 instead gives a live document a
+/// value the migration mapping rejects. Publishers go on until `plan.ops`
+/// ran and the controller is done.
 async fn publish(run: Arc<Run>, p: u64) {
     let seed = run.plan.seed.wrapping_mul(31).wrapping_add(p);
     let pipeline = Pipeline::new(&run.env.ctx, &run.broker, seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    while run.done.fetch_add(1, Ordering::SeqCst) < run.plan.ops {
+    loop {
+        let n = run.done.fetch_add(1, Ordering::SeqCst);
+        if n >= run.plan.ops && run.finished.load(Ordering::SeqCst) {
+            run.done.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         let id = run.ids[rng.random_range(0..run.ids.len())].clone();
         let roll: f64 = rng.random();
-        let result = if roll < 0.5 {
+        let reject = rng.random_bool(0.04);
+        let result = if reject && run.rejects.open.load(Ordering::SeqCst) {
+            fix::reject(&run, &id, p).await
+        } else if roll < 0.5 {
             pipeline.edit(&id).await.map(|v| {
                 v.map(|v| format!("p{p} edit -> v{v}"))
                     .unwrap_or_else(|| format!("p{p} edit skipped (absent)"))
@@ -260,284 +400,27 @@ async fn stale_message(run: &Run, id: &DocId) -> Option<MigrateMessage> {
     })
 }
 
-fn at(rng: &mut ChaCha8Rng, ops: usize, from: f64, to: f64) -> usize {
-    (ops as f64 * rng.random_range(from..to)) as usize
-}
-
-/// The controller: performs the schedule's events when the publishers reach
-/// the chosen operation counts. Returns how many workers it killed.
-async fn control(
-    run: Arc<Run>,
-    workers: Arc<tokio::sync::Mutex<Vec<Worker>>>,
-    fault: Vec<(String, String)>,
-) -> usize {
-    let ops = run.plan.ops;
-    let mut rng = ChaCha8Rng::seed_from_u64(run.plan.seed ^ 0xC0FFEE);
-    let start_at = at(&mut rng, ops, 0.0, 0.3);
-    let pause_at = at(&mut rng, ops, 0.3, 0.45);
-    let resume_at = pause_at + ops / 20;
-    let kill_at = at(&mut rng, ops, 0.3, 0.7);
-    let second_kill = rng.random_bool(0.5).then(|| at(&mut rng, ops, 0.4, 0.8));
-    let abandon = rng
-        .random_bool(0.2)
-        .then(|| at(&mut rng, ops, 0.35, 0.5))
-        .filter(|_| run.plan.allow_abandon);
-    let replay_at = at(&mut rng, ops, 0.5, 0.7);
-    let complete_at = at(&mut rng, ops, 0.75, 0.9);
-    let mut kills = 0;
-    let wait_for = |n: usize| {
-        let run = run.clone();
-        async move {
-            while run.done.load(Ordering::SeqCst) < n.min(run.plan.ops) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
-    let ctx = &run.env.ctx;
-    let fault_env: Vec<(&str, &str)> = fault
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-
-    wait_for(start_at).await;
-    let started = ops::lifecycle::start(ctx, &run.env.settings.mapping)
-        .await
-        .expect("start");
-    run.event(format!("start -> {}", started.index));
-
-    let mut steps: Vec<(usize, &str)> = vec![
-        (pause_at, "pause"),
-        (resume_at, "resume"),
-        (kill_at, "kill"),
-        (replay_at, "replay"),
-    ];
-    if let Some(k) = second_kill {
-        steps.push((k, "kill"));
-    }
-    if let Some(a) = abandon {
-        steps.push((a, "abandon"));
-        steps.push((a + ops / 25, "restart"));
-    }
-    steps.sort();
-    for (n, what) in steps {
-        wait_for(n).await;
-        match what {
-            "pause" => run.event(format!(
-                "pause: {:?}",
-                ops::lifecycle::pause(ctx).await.map(|c| c.done)
-            )),
-            "resume" => run.event(format!(
-                "resume: {:?}",
-                ops::lifecycle::resume(ctx).await.map(|c| c.done)
-            )),
-            "kill" => {
-                let mut ws = workers.lock().await;
-                let victim = rng.random_range(0..ws.len());
-                ws[victim].signal("KILL");
-                let _ = ws[victim].wait(Duration::from_secs(10)).await;
-                ws[victim] = run.env.spawn_worker_with(&fault_env);
-                kills += 1;
-                run.event(format!("SIGKILL worker {victim} and restart it"));
-            }
-            "replay" => {
-                let stale: Vec<MigrateMessage> = run.stale.lock().unwrap().drain(..).collect();
-                for m in &stale {
-                    let _ = run.broker.publish_event("migrate", &m.to_body()).await;
-                    run.note(
-                        &m.id,
-                        format!(
-                            "replayed a stale migrate message (v{} seq {})",
-                            m.version, m.seq_no
-                        ),
-                    );
-                }
-                run.event(format!("replayed {} stale migrate messages", stale.len()));
-            }
-            "abandon" => run.event(format!(
-                "abandon: {:?}",
-                ops::lifecycle::abandon(ctx, true).await.map(|c| c.done)
-            )),
-            "restart" => run.event(format!(
-                "start again: {:?}",
-                ops::lifecycle::start(ctx, &run.env.settings.mapping)
-                    .await
-                    .map(|c| c.done)
-            )),
-            _ => unreachable!(),
-        }
-    }
-    if ops::lifecycle::healthy_state(ctx)
-        .await
-        .map(|s| s.is_paused())
-        .unwrap_or(false)
-    {
-        let _ = ops::lifecycle::resume(ctx).await;
-    }
-    wait_for(complete_at).await;
-    // The switch, while the publishers keep going.
-    complete_when_ready(&run, Duration::from_secs(90)).await;
-    kills
-}
-
-/// Completes as soon as nothing is left to go (edits keep flowing).
-async fn complete_when_ready(run: &Run, limit: Duration) {
-    let ctx = &run.env.ctx;
-    let deadline = Instant::now() + limit;
-    loop {
-        match ops::lifecycle::complete(ctx, ops::lifecycle::Gate::checked(0)).await {
-            Ok(c) => {
-                run.switched.store(true, Ordering::SeqCst);
-                run.event(format!("complete: {}", c.done));
-                return;
-            }
-            Err(OpsError::Refused(why)) if Instant::now() < deadline => {
-                if why.contains("no migration is in progress") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("seed {}: complete failed: {e}", run.plan.seed),
-        }
-    }
-}
-
-async fn ensure_completed(run: &Run) {
-    if !run.switched.load(Ordering::SeqCst) {
-        complete_when_ready(run, Duration::from_secs(90)).await;
-    }
-}
-
-/// Waits for the queues to drain, then checks; with in-flight work the
-/// check is retried until it passes or the deadline ends.
-async fn settle_and_check(run: &Run) -> Vec<String> {
-    let deadline =
-        Instant::now() + Duration::from_secs(if run.plan.fault.is_some() { 25 } else { 90 });
-    loop {
-        let drained = run.broker.high_depth().await.unwrap_or(1) == 0
-            && run
-                .broker
-                .depth(&run.broker.names.migration)
-                .await
-                .unwrap_or(1)
-                == 0;
-        let problems = if drained {
-            check(run).await
-        } else {
-            vec!["queues not drained".to_string()]
-        };
-        if problems.is_empty() || Instant::now() > deadline {
-            return problems;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// The invariant: the index behind the Current alias holds exactly the ids
-/// alive in the stores, each equal to a fresh projection at the stores'
-/// version; and every document of the old index that existed before the
-/// switch carries its outcome record for the new index.
-async fn check(run: &Run) -> Vec<String> {
-    let ctx = &run.env.ctx;
-    let mut problems = Vec::new();
-    let st = match ctx.index.alias_state(&ctx.aliases).await {
-        Ok(s) => s,
-        Err(e) => return vec![format!("cannot read aliases: {e}")],
-    };
-    let Some(current) = st.current_index() else {
-        return vec!["no Current index".into()];
-    };
-    let _ = ctx.index.refresh(&current).await;
-    let in_index: BTreeMap<DocId, Value> = match all(ctx, &current, Value::Bool(true)).await {
-        Ok(docs) => docs,
-        Err(e) => return vec![format!("cannot scan {current}: {e}")],
-    };
-    let expected = match ctx.stores.project_many(&run.ids).await {
-        Ok(p) => p,
-        Err(e) => return vec![format!("cannot read the stores: {e}")],
-    };
-    for (id, projected) in expected {
-        let stored = in_index.get(&id);
-        match (projected, stored) {
-            (Ok(Projection::Document(d)), Some(body)) => {
-                let mut body = body.clone();
-                if let Value::Object(o) = &mut body {
-                    o.remove("esInfo");
-                }
-                if body != d.to_json() {
-                    problems.push(format!(
-                        "{id}: index holds version {} but the stores are at {}",
-                        body["version"], d.version
-                    ));
-                }
-            }
-            (Ok(Projection::Document(d)), None) => problems.push(format!(
-                "{id}: alive at version {} in the stores but missing from {current}",
-                d.version
-            )),
-            (Ok(Projection::Deleted { version, .. }), Some(_)) => problems.push(format!(
-                "{id}: deleted at version {version} but present in {current}"
-            )),
-            (Err(ProjectionError::MissingEdits), Some(_)) => {
-                problems.push(format!("{id}: never created but present in {current}"))
-            }
-            (Err(e), Some(_)) => {
-                problems.push(format!("{id}: cannot be projected ({e}) but present"))
-            }
-            (_, None) => {}
-        }
-    }
-    let known: BTreeSet<&DocId> = run.ids.iter().collect();
-    for id in in_index.keys().filter(|id| !known.contains(id)) {
-        problems.push(format!("{id}: stray document in {current}"));
-    }
-    if let Some(old) = st.historical_index() {
-        let _ = ctx.index.refresh(&old).await;
-        match all(ctx, &old, serde_json::json!(["esInfo"])).await {
-            Ok(docs) => {
-                for (id, body) in docs {
-                    if records::outcome_of(&body, &current) != Outcome::Migrated {
-                        problems.push(format!(
-                            "{id}: in {old} without a migratedTo {current} record"
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("cannot scan {old}: {e}")),
-        }
-    }
-    problems
-}
-
-async fn all(
-    ctx: &ferry::worker::Ctx,
-    index: &IndexName,
-    source: Value,
-) -> Result<BTreeMap<DocId, Value>, ferry::index::IndexError> {
-    let req = ScanRequest {
-        query: serde_json::json!({ "match_all": {} }),
-        page_size: 500,
-        source,
-    };
-    let pages: Vec<_> = ctx.index.scan(index, req).try_collect().await?;
-    Ok(pages
-        .into_iter()
-        .flatten()
-        .map(|d| (d.id, d.source))
-        .collect())
-}
-
 fn report(run: &Run, problems: &[String]) -> String {
     let h = run.history.lock().unwrap();
     let mut out = format!(
-        "seed {} ({} ops, replay with FERRY_SEED={})\nevents:\n",
-        run.plan.seed, run.plan.ops, run.plan.seed
+        "seed {} ({} kind, {} ops, replay with FERRY_SEED={})\nevents:\n",
+        run.plan.seed,
+        run.schedule.kind.name(),
+        run.done.load(Ordering::SeqCst),
+        run.plan.seed
     );
     for e in &h.events {
         out.push_str(&format!("  {e}\n"));
     }
-    for p in problems.iter().take(10) {
+    if problems.len() > 15 {
+        out.push_str(&format!(
+            "{} problems, the first 15 with history:\n",
+            problems.len()
+        ));
+    }
+    for p in problems.iter().take(15) {
         out.push_str(&format!("problem: {p}\n"));
-        if let Some(id) = p.split(':').next().and_then(|raw| DocId::parse(raw).ok()) {
+        if let Some(id) = p.split(": ").next().and_then(|raw| DocId::parse(raw).ok()) {
             for line in h.by_id.get(&id).map(|v| v.as_slice()).unwrap_or(&[]) {
                 out.push_str(&format!("    {line}\n"));
             }

@@ -5,6 +5,7 @@
 
 pub mod docs;
 pub mod proxy;
+pub mod rabbit;
 
 use ferry::config::Settings;
 use ferry::queue::Broker;

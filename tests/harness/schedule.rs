@@ -1,0 +1,510 @@
+//! The schedule of one seed and the controller that performs it: alias
+//! changes (start, pause, resume, abandon, complete, rollback, a second
+//! migration), worker kills and stops, proxy faults and stale messages,
+//! each when the publishers reach an operation count drawn from the seed.
+
+use super::{fix, Plan, Run};
+use crate::support::proxy::{Mode, Proxy};
+use crate::support::Worker;
+use ferry::ops::{self, OpsError};
+use ferry::queue::MigrateMessage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a completion may be refused before the harness reports it.
+const COMPLETE_LIMIT: Duration = Duration::from_secs(45);
+/// Documents the checked gate's verify samples.
+pub const VERIFY_SAMPLE: usize = 10;
+/// How long an index or DynamoDB fault lasts.
+const FAULT_FOR: Duration = Duration::from_secs(3);
+
+/// The shape of a seed's migration history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Start, sometimes abandon and start again, complete.
+    Plain,
+    /// Start, complete, roll back while edits flow, resume, complete again.
+    Rollback,
+    /// Start, complete, start a second migration, complete it.
+    Second,
+}
+
+impl Kind {
+    /// The kind a seed runs: `seed % 3` of 0 rolls back, 1 is plain, 2
+    /// migrates twice (so any 30 consecutive seeds hold 10 rollbacks).
+    pub fn of_seed(seed: u64) -> Kind {
+        match seed % 3 {
+            0 => Kind::Rollback,
+            1 => Kind::Plain,
+            _ => Kind::Second,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain",
+            Kind::Rollback => "rollback",
+            Kind::Second => "second-migration",
+        }
+    }
+}
+
+/// A fault of the second worker's index or DynamoDB traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every index request delayed by 300 ms.
+    IndexDelay,
+    /// Every index request answered 503.
+    IndexUnavailable,
+    /// Every DynamoDB request throttled.
+    DynamoThrottle,
+}
+
+/// One step of the controller; at the same operation count, steps run in
+/// this order (a stop just before the alias change it spans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Start,
+    Pause,
+    Resume,
+    Kill,
+    Fault,
+    Replay,
+    Stop,
+    Abandon,
+    StartAgain,
+    Complete,
+    Rollback,
+}
+
+/// Everything a seed decides before the run.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub kind: Kind,
+    /// Steps at publisher operation counts, in order.
+    pub steps: Vec<(usize, Step)>,
+    /// Worker 0's `FERRY_STATE_TTL`, when long.
+    pub stale_ttl: Option<Duration>,
+    /// The worker a `Stop` step stops.
+    pub stop_slot: usize,
+    /// What a `Fault` step does (worker 1 then runs behind proxies).
+    pub fault: Option<Fault>,
+    /// Whether publishers make documents the new mapping rejects.
+    pub rejects: bool,
+}
+
+impl Schedule {
+    /// The schedule of `plan.seed`.
+    pub fn new(plan: &Plan) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed ^ 0xC0FFEE);
+        let n = plan.ops;
+        let mut at = |from: f64, to: f64| (n as f64 * rng.random_range(from..to)) as usize;
+        let kind = plan.kind.unwrap_or(Kind::of_seed(plan.seed));
+        let pause = at(0.15, 0.25);
+        let mut steps = vec![
+            (at(0.0, 0.15), Step::Start),
+            (pause, Step::Pause),
+            (pause + n / 20, Step::Resume),
+            (at(0.2, 0.7), Step::Kill),
+            (at(0.4, 0.6), Step::Replay),
+        ];
+        match kind {
+            Kind::Plain => {
+                let abandon = at(0.35, 0.45);
+                steps.push((at(0.6, 0.75), Step::Complete));
+                if plan.allow_abandon && rng.random_bool(0.35) {
+                    steps.push((abandon, Step::Abandon));
+                    steps.push((abandon + n / 25, Step::StartAgain));
+                }
+            }
+            Kind::Rollback => {
+                let (complete, rollback, again) = (at(0.3, 0.4), at(0.5, 0.6), at(0.7, 0.8));
+                steps.push((complete, Step::Complete));
+                steps.push((rollback, Step::Rollback));
+                steps.push((rollback + n / 20, Step::Resume));
+                steps.push((again, Step::Complete));
+            }
+            Kind::Second => {
+                let (complete, second, again) = (at(0.3, 0.4), at(0.45, 0.55), at(0.7, 0.8));
+                steps.push((complete, Step::Complete));
+                steps.push((second, Step::StartAgain));
+                steps.push((again, Step::Complete));
+            }
+        }
+        if rng.random_bool(0.5) {
+            let k = (n as f64 * rng.random_range(0.3..0.8)) as usize;
+            steps.push((k, Step::Kill));
+        }
+        let stale_p = if kind == Kind::Rollback { 0.7 } else { 0.35 };
+        let stale = rng.random_bool(stale_p);
+        let stale = plan.stale_worker.unwrap_or(stale);
+        let stale_ttl = stale.then(|| Duration::from_millis(rng.random_range(5_000..=10_000)));
+        let stop_slot = rng.random_range(0..2);
+        if rng.random_bool(0.5) {
+            // Mostly across an alias change: the stopped worker wakes up
+            // with work it planned under the old aliases.
+            let changes: Vec<usize> = steps
+                .iter()
+                .filter(|(_, s)| {
+                    matches!(
+                        s,
+                        Step::Complete | Step::Rollback | Step::StartAgain | Step::Abandon
+                    )
+                })
+                .map(|(n, _)| *n)
+                .collect();
+            let pick = rng.random_range(0..changes.len());
+            let op = if rng.random_bool(0.6) {
+                changes[pick]
+            } else {
+                (n as f64 * rng.random_range(0.2..0.7)) as usize
+            };
+            steps.push((op, Step::Stop));
+        }
+        let fault = rng.random_bool(0.5).then(|| {
+            [
+                Fault::IndexDelay,
+                Fault::IndexUnavailable,
+                Fault::DynamoThrottle,
+            ][rng.random_range(0..3)]
+        });
+        if fault.is_some() {
+            steps.push((
+                (n as f64 * rng.random_range(0.2..0.8)) as usize,
+                Step::Fault,
+            ));
+        }
+        let rejects = rng.random_bool(0.5);
+        steps.sort();
+        Schedule {
+            kind,
+            steps,
+            stale_ttl,
+            stop_slot,
+            fault,
+            rejects,
+        }
+    }
+
+    /// One line for the report.
+    pub fn describe(&self) -> String {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(n, s)| format!("{s:?}@{n}"))
+            .collect();
+        format!(
+            "{} kind; worker 0 state TTL {}; {}; {}; steps {}",
+            self.kind.name(),
+            self.stale_ttl
+                .map(|t| format!("{t:?} (stale)"))
+                .unwrap_or_else(|| "200ms".into()),
+            self.fault
+                .map(|f| format!("fault {f:?} on worker 1"))
+                .unwrap_or_else(|| "no proxy fault".into()),
+            if self.rejects {
+                "documents the new mapping rejects"
+            } else {
+                "no rejected documents"
+            },
+            steps.join(" ")
+        )
+    }
+}
+
+struct Slot {
+    worker: Worker,
+    env: Vec<(String, String)>,
+}
+
+/// The two workers, with their per-slot environment (long state TTL,
+/// proxied index and DynamoDB) kept for restarts.
+pub struct Workers {
+    slots: Arc<tokio::sync::Mutex<Vec<Slot>>>,
+    proxies: Option<(Proxy, Proxy)>,
+    later: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.trim_end_matches('/').to_string()
+}
+
+impl Workers {
+    pub async fn spawn(run: &Run) -> Workers {
+        let base: Vec<(String, String)> = run
+            .plan
+            .fault
+            .iter()
+            .map(|f| ("FERRY_FAULT".to_string(), f.clone()))
+            .collect();
+        let mut first = base.clone();
+        if let Some(ttl) = run.schedule.stale_ttl {
+            first.push(("FERRY_STATE_TTL".into(), format!("{}ms", ttl.as_millis())));
+        }
+        let mut second = base;
+        let mut proxies = None;
+        if run.schedule.fault.is_some() {
+            let s = &run.env.settings;
+            let index = Proxy::start(&host_port(&s.index_url)).await;
+            let dynamo = s.dynamo_endpoint().expect("a DynamoDB endpoint in tests");
+            let dynamo = Proxy::start(&host_port(dynamo)).await;
+            second.push(("FERRY_INDEX_URL".into(), index.url.clone()));
+            second.push(("FERRY_DYNAMO_ENDPOINT".into(), dynamo.url.clone()));
+            proxies = Some((index, dynamo));
+        }
+        let slots = [first, second]
+            .into_iter()
+            .map(|env| Slot {
+                worker: start(run, &env),
+                env,
+            })
+            .collect();
+        Workers {
+            slots: Arc::new(tokio::sync::Mutex::new(slots)),
+            proxies,
+            later: Vec::new(),
+        }
+    }
+
+    /// Ends every stop and fault, so that the queues can drain.
+    pub async fn calm(&mut self, run: &Run) {
+        for t in self.later.drain(..) {
+            let _ = t.await;
+        }
+        for s in self.slots.lock().await.iter() {
+            s.worker.signal("CONT");
+        }
+        if let Some((a, b)) = &self.proxies {
+            a.set(Mode::Pass);
+            b.set(Mode::Pass);
+        }
+        run.event("every worker running, proxies passing".into());
+    }
+
+    fn ttl(run: &Run, slot: usize) -> Duration {
+        match (slot, run.schedule.stale_ttl) {
+            (0, Some(t)) => t,
+            _ => run.env.settings.state_ttl,
+        }
+    }
+}
+
+fn start(run: &Run, env: &[(String, String)]) -> Worker {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run.env.spawn_worker_with(&env)
+}
+
+async fn wait_for(run: &Run, n: usize) {
+    while run.done.load(Ordering::SeqCst) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Performs the schedule's steps as the publishers reach their counts.
+pub async fn control(run: &Arc<Run>, workers: &mut Workers) {
+    let mut rng = ChaCha8Rng::seed_from_u64(run.plan.seed ^ 0xBADC0DE);
+    let ctx = &run.env.ctx;
+    let c = &run.count;
+    // Steps come at their counts, and never back to back: when a step
+    // took long (a completion waits for the migration), the publishers'
+    // count ran ahead, and the next steps would all fire at once.
+    let gap = run.plan.ops / 30;
+    let mut last = 0;
+    for (n, step) in run.schedule.steps.clone() {
+        wait_for(run, n.max(last + gap)).await;
+        match step {
+            Step::Start | Step::StartAgain => {
+                let r = ops::lifecycle::start(ctx, &run.env.settings.mapping).await;
+                if r.is_ok() {
+                    c.starts.fetch_add(1, Ordering::SeqCst);
+                }
+                let what = if step == Step::Start {
+                    "start"
+                } else {
+                    "start again"
+                };
+                run.event(format!("{what}: {:?}", r.map(|c| c.done)));
+            }
+            Step::Pause => run.event(format!(
+                "pause: {:?}",
+                ops::lifecycle::pause(ctx).await.map(|c| c.done)
+            )),
+            Step::Resume => run.event(format!(
+                "resume: {:?}",
+                ops::lifecycle::resume(ctx).await.map(|c| c.done)
+            )),
+            Step::Kill => {
+                let mut slots = workers.slots.lock().await;
+                let victim = rng.random_range(0..slots.len());
+                let slot = &mut slots[victim];
+                slot.worker.signal("KILL");
+                let _ = slot.worker.wait(Duration::from_secs(10)).await;
+                slot.worker = start(run, &slot.env);
+                c.kills.fetch_add(1, Ordering::SeqCst);
+                run.event(format!("SIGKILL worker {victim} and restart it"));
+            }
+            Step::Stop => {
+                let victim = run.schedule.stop_slot;
+                let ttl = Workers::ttl(run, victim);
+                let hold = ttl.max(run.env.settings.lease_ttl) + Duration::from_secs(1);
+                workers.slots.lock().await[victim].worker.signal("STOP");
+                c.stops.fetch_add(1, Ordering::SeqCst);
+                run.event(format!(
+                    "SIGSTOP worker {victim} (state TTL {ttl:?}) for {hold:?}"
+                ));
+                let (slots, run2) = (workers.slots.clone(), run.clone());
+                workers.later.push(tokio::spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    slots.lock().await[victim].worker.signal("CONT");
+                    run2.event(format!("SIGCONT worker {victim}"));
+                }));
+            }
+            Step::Fault => {
+                let (fault, Some((index, dynamo))) = (run.schedule.fault, &workers.proxies) else {
+                    continue;
+                };
+                let (proxy, mode) = match fault {
+                    Some(Fault::IndexDelay) => (index, Mode::Delay(Duration::from_millis(300))),
+                    Some(Fault::IndexUnavailable) => (index, Mode::Status(503)),
+                    _ => (dynamo, Mode::DynamoThrottle),
+                };
+                proxy.set(mode.clone());
+                c.faults.fetch_add(1, Ordering::SeqCst);
+                run.event(format!("worker 1: {mode:?} for {FAULT_FOR:?}"));
+                let (proxy, run2) = (proxy.clone(), run.clone());
+                workers.later.push(tokio::spawn(async move {
+                    tokio::time::sleep(FAULT_FOR).await;
+                    proxy.set(Mode::Pass);
+                    run2.event("worker 1: proxies pass again".into());
+                }));
+            }
+            Step::Replay => replay(run).await,
+            Step::Abandon => {
+                let r = ops::lifecycle::abandon(ctx, true).await;
+                if r.is_ok() {
+                    c.abandons.fetch_add(1, Ordering::SeqCst);
+                }
+                run.event(format!("abandon: {:?}", r.map(|c| c.done)));
+            }
+            Step::Complete => complete_when_ready(run, COMPLETE_LIMIT).await,
+            Step::Rollback => {
+                let r = ops::lifecycle::rollback(ctx).await;
+                if r.is_ok() {
+                    c.rollbacks.fetch_add(1, Ordering::SeqCst);
+                }
+                run.event(format!("rollback: {:?}", r.map(|c| c.done)));
+            }
+        }
+        last = run.done.load(Ordering::SeqCst);
+    }
+}
+
+async fn replay(run: &Run) {
+    let stale: Vec<MigrateMessage> = run.stale.lock().unwrap().drain(..).collect();
+    for m in &stale {
+        let _ = run.broker.publish_event("migrate", &m.to_body()).await;
+        run.note(
+            &m.id,
+            format!(
+                "replayed a stale migrate message (v{} seq {})",
+                m.version, m.seq_no
+            ),
+        );
+    }
+    run.event(format!("replayed {} stale migrate messages", stale.len()));
+}
+
+/// Completes through the checked gate (nothing unmigrated or failed, a
+/// sampled verify clean) as soon as it lets us, while edits keep flowing.
+/// Documents the new mapping rejected are fixed first, the way an operator
+/// would. A completion still refused after `limit` is a problem.
+pub async fn complete_when_ready(run: &Run, limit: Duration) {
+    let ctx = &run.env.ctx;
+    if run.schedule.rejects {
+        fix::close_and_fix(run).await;
+    }
+    let historical_before = ctx
+        .index
+        .alias_state(&ctx.aliases)
+        .await
+        .ok()
+        .and_then(|s| s.historical_index());
+    let began = Instant::now();
+    let deadline = began + limit;
+    let mut retried = Instant::now();
+    let mut refusals: Vec<String> = Vec::new();
+    loop {
+        if ops::lifecycle::healthy_state(ctx)
+            .await
+            .map(|s| s.is_paused())
+            .unwrap_or(false)
+        {
+            run.event(format!(
+                "resume before completing: {:?}",
+                ops::lifecycle::resume(ctx).await.map(|c| c.done)
+            ));
+        }
+        let gate = ops::lifecycle::Gate::checked(VERIFY_SAMPLE);
+        match ops::lifecycle::complete(ctx, gate).await {
+            Ok(c) => {
+                run.count.completions.fetch_add(1, Ordering::SeqCst);
+                run.event(format!(
+                    "complete after {:.1}s and {} refusals{}: {}",
+                    began.elapsed().as_secs_f64(),
+                    refusals.len(),
+                    refusals
+                        .last()
+                        .map(|w| format!(" (last: {w})"))
+                        .unwrap_or_default(),
+                    c.done
+                ));
+                if let Some(old) = historical_before {
+                    run.event(format!("{old} retired (no alias, kept)"));
+                    run.retired.lock().unwrap().push(old);
+                }
+                return;
+            }
+            Err(OpsError::Refused(why)) if why.contains("no migration is in progress") => {
+                run.event(format!("complete: nothing to complete ({why})"));
+                return;
+            }
+            Err(e) if Instant::now() < deadline => {
+                if run.rejects.fixed.load(Ordering::SeqCst)
+                    && retried.elapsed() > Duration::from_secs(2)
+                {
+                    fix::retry_failures(run).await;
+                    retried = Instant::now();
+                }
+                refusals.push(e.to_string().chars().take(120).collect());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                run.problem(format!("complete refused for {limit:?}: {e}"));
+                for p in fix::failure_problems(run).await {
+                    run.problem(p);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Completes a migration still in progress at the end (unless a completion
+/// was already reported as refused).
+pub async fn ensure_completed(run: &Run) {
+    let ctx = &run.env.ctx;
+    let open = ctx
+        .index
+        .alias_state(&ctx.aliases)
+        .await
+        .map(|s| s.migration_index().is_some())
+        .unwrap_or(true);
+    if open && run.early.lock().unwrap().is_empty() {
+        complete_when_ready(run, COMPLETE_LIMIT).await;
+    }
+}
