@@ -325,6 +325,9 @@ impl IndexClient {
                 let indices = reply.body.as_object();
                 match indices.map(|m| m.iter().collect::<Vec<_>>()).as_deref() {
                     Some([]) => Ok(None),
+                    // The name is an index, not an alias: skipped, as a
+                    // `require_alias` write would be.
+                    Some([(only, _)]) if only.as_str() == alias.as_str() => Ok(None),
                     Some([(only, settings)]) => {
                         let index =
                             IndexName::parse(only.as_str()).map_err(|e| IndexError::Decode {
