@@ -209,11 +209,26 @@ pub async fn retry_failures(run: &Run) {
     ));
 }
 
-/// Every failure record left, as problem lines.
+/// Every failure record left, and every document still without an
+/// outcome, as problem lines.
 pub async fn failure_problems(run: &Run) -> Vec<String> {
-    failed(run)
+    let mut out: Vec<String> = failed(run)
         .await
         .into_iter()
         .map(|(id, what)| format!("{id}: {what}"))
-        .collect()
+        .collect();
+    let ctx = &run.env.ctx;
+    if let Ok(scope) = ops::failures::scope(ctx, false).await {
+        let query = records::unmigrated(&scope.target);
+        let docs = all(ctx, &scope.index, query, json!(["esInfo", "version"]))
+            .await
+            .unwrap_or_default();
+        for (id, body) in docs {
+            out.push(format!(
+                "{id}: in {} at version {} without an outcome for {}: {}",
+                scope.index, body["version"], scope.target, body["esInfo"]
+            ));
+        }
+    }
+    out
 }

@@ -193,6 +193,8 @@ struct Run {
     done: AtomicUsize,
     /// The controller ran its last step: publishers stop once `plan.ops` ran.
     finished: AtomicBool,
+    /// A completion is being tried (publishers slow down).
+    completing: AtomicBool,
     stale: Mutex<Vec<MigrateMessage>>,
     rejects: Rejects,
     /// Indices the schedule left without an alias on purpose (a Historical
@@ -256,6 +258,7 @@ pub async fn run(plan: Plan) -> Outcomes {
         }),
         done: AtomicUsize::new(0),
         finished: AtomicBool::new(false),
+        completing: AtomicBool::new(false),
         stale: Mutex::new(Vec::new()),
         rejects: Rejects {
             open: AtomicBool::new(schedule.rejects),
@@ -289,8 +292,10 @@ pub async fn run(plan: Plan) -> Outcomes {
     // The last completion may still be pending (the controller gave up):
     // try once more, so the check sees the final state.
     schedule::ensure_completed(&run).await;
-    let mut problems = run.early.lock().unwrap().clone();
-    problems.extend(drain::settle_and_check(&run).await);
+    // The checker's findings first (they name documents); a completion
+    // refused for good is also among the events.
+    let mut problems = drain::settle_and_check(&run).await;
+    problems.extend(run.early.lock().unwrap().iter().cloned());
     drop(workers);
     let report = report(&run, &problems);
     let rejected = run.rejects.ids.lock().unwrap().len();
@@ -328,6 +333,7 @@ async fn publish(run: Arc<Run>, p: u64) {
             run.done.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        pace(&run).await;
         let id = run.ids[rng.random_range(0..run.ids.len())].clone();
         let roll: f64 = rng.random();
         let reject = rng.random_bool(0.04);
@@ -377,6 +383,26 @@ async fn publish(run: Arc<Run>, p: u64) {
         }
     }
 }
+
+/// Publishers keep pace with the workers: at most [`BACKLOG`] messages
+/// ready on the high queues (the run's length then follows the workers'
+/// speed, not the publishers'), and one operation per publisher every
+/// 40 ms while a completion is being tried, so that the checked gate's
+/// verify can find a moment without an edit in flight; edits still flow.
+async fn pace(run: &Run) {
+    if run.completing.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    for _ in 0..200 {
+        match run.broker.high_depth().await {
+            Ok(n) if n as usize > BACKLOG => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => return,
+        }
+    }
+}
+
+/// Messages the publishers leave ready on the high queues at most.
+const BACKLOG: usize = 8;
 
 /// A migrate message for `id` as the scanner would build it now; replayed
 /// later it is stale.

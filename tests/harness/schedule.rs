@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// How long a completion may be refused before the harness reports it.
 const COMPLETE_LIMIT: Duration = Duration::from_secs(45);
 /// Documents the checked gate's verify samples.
-pub const VERIFY_SAMPLE: usize = 10;
+pub const VERIFY_SAMPLE: usize = 5;
 /// How long an index or DynamoDB fault lasts.
 const FAULT_FOR: Duration = Duration::from_secs(3);
 
@@ -424,6 +424,12 @@ async fn replay(run: &Run) {
 /// Documents the new mapping rejected are fixed first, the way an operator
 /// would. A completion still refused after `limit` is a problem.
 pub async fn complete_when_ready(run: &Run, limit: Duration) {
+    run.completing.store(true, Ordering::SeqCst);
+    try_complete(run, limit).await;
+    run.completing.store(false, Ordering::SeqCst);
+}
+
+async fn try_complete(run: &Run, limit: Duration) {
     let ctx = &run.env.ctx;
     if run.schedule.rejects {
         fix::close_and_fix(run).await;
@@ -481,6 +487,9 @@ pub async fn complete_when_ready(run: &Run, limit: Duration) {
                     retried = Instant::now();
                 }
                 refusals.push(e.to_string().chars().take(120).collect());
+                if std::env::var_os("FERRY_HARNESS_TRACE").is_some() {
+                    run.event(format!("complete refused: {e}"));
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => {
