@@ -106,24 +106,38 @@ fn large() -> bool {
     std::env::var("FERRY_MODEL_BOUND").is_ok_and(|v| v == "large")
 }
 
+/// The specified protocol has a hole in the full cycle: a migrate message
+/// mgets Current, stalls across complete and rollback, then writes its old
+/// projection into the index that is Migration again, where a delete made
+/// while it was Current left no versioned tombstone; the next complete
+/// makes the resurrected document Current.
 #[test]
-fn full_cycle_is_consistent() {
-    holds(Config::small(Scenario::Cycle, Variant::Fixed));
+fn full_cycle_finds_stalled_processor() {
+    breaks(Scenario::Cycle, Variant::Fixed, CONSISTENT);
+}
+
+#[test]
+#[ignore = "minutes: the full cycle with the proposed outcome rule"]
+fn full_cycle_with_outcome_rule_is_consistent() {
+    let mut cfg = Config::suite(Scenario::Cycle);
+    cfg.variant = Variant::OutcomeConflictApplies;
+    holds(cfg);
 }
 
 #[test]
 fn rollback_after_completion_is_consistent() {
-    holds(Config::small(Scenario::AfterCompletion, Variant::Fixed));
+    holds(Config::suite(Scenario::AfterCompletion));
 }
 
 #[test]
+#[ignore = "minutes: run by hand"]
 fn abandon_and_restart_is_consistent() {
-    holds(Config::small(Scenario::Abandon, Variant::Fixed));
+    holds(Config::suite(Scenario::Abandon));
 }
 
 #[test]
 fn rejected_document_is_consistent() {
-    holds(Config::small(Scenario::Rejected, Variant::Fixed));
+    holds(Config::suite(Scenario::Rejected));
 }
 
 #[test]

@@ -123,6 +123,9 @@ pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
                 Partial::Missing if cfg.variant != Variant::ProcessorIgnoresMissing => {
                     via_edit_path(m, s.view())
                 }
+                Partial::Conflict if cfg.variant == Variant::OutcomeConflictApplies => {
+                    via_edit_path(m, s.view())
+                }
                 _ => Next::Done,
             }
         }

@@ -31,7 +31,7 @@ pub fn next(cfg: &Config, s: &State) -> Option<Op> {
 }
 
 /// Performs `op`.
-pub fn apply(s: &mut State, op: Op) {
+pub fn apply(cfg: &Config, s: &mut State, op: Op) {
     let a = &mut s.aliases;
     match op {
         Op::Start => {
@@ -80,7 +80,7 @@ pub fn apply(s: &mut State, op: Op) {
         }
     }
     s.op += 1;
-    s.remember_view();
+    s.remember_view(cfg.view_age);
 }
 
 /// The environment's clocks move the rollback window on.

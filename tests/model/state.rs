@@ -275,10 +275,13 @@ impl State {
     }
 
     /// Records the current view in the history (after an operator step).
-    pub fn remember_view(&mut self) {
+    /// Keeps the latest `age` distinct views.
+    pub fn remember_view(&mut self, age: usize) {
         let v = self.view();
-        if !self.history.contains(&v) {
-            self.history.push(v);
+        self.history.retain(|h| *h != v);
+        self.history.push(v);
+        if self.history.len() > age {
+            self.history.remove(0);
         }
     }
 

@@ -125,7 +125,7 @@ impl FerryModel {
             s.window = Some(Window::Open);
         }
         s.indices = indices;
-        s.remember_view();
+        s.remember_view(cfg.view_age);
         s
     }
 
@@ -166,7 +166,13 @@ impl Model for FerryModel {
                 out.push(Action::Duplicate(i));
             }
             if s.procs.len() < cfg.workers {
-                for c in 0..s.history.len() as u8 * take_factor(cfg, m) {
+                let views = match m {
+                    // The processor's cached view only decides whether to
+                    // drop: taken fresh to keep the state space small.
+                    Msg::Migrate(_) => 1,
+                    Msg::Edit(_) => s.history.len() as u8 * take_factor(cfg, m),
+                };
+                for c in 0..views {
                     out.push(Action::Take(i, c));
                 }
             }
@@ -229,8 +235,7 @@ impl Model for FerryModel {
                         s.procs.push(Proc::Edit(p));
                     }
                     Msg::Migrate(mm) => {
-                        let view = s.history[c as usize];
-                        let next = migrate::take(&s, mm, view);
+                        let next = migrate::take(&s, mm, s.view());
                         self.settle(&mut s, next);
                     }
                 }
@@ -253,7 +258,7 @@ impl Model for FerryModel {
             }
             Action::Scan(d) => migrate::scan(&mut s, d),
             Action::Publish => migrate::publish(&mut s),
-            Action::Operator(op) => operator::apply(&mut s, op),
+            Action::Operator(op) => operator::apply(cfg, &mut s, op),
             Action::Clock => operator::advance_window(&mut s),
             Action::Expire(d) => {
                 let m = s.aliases.migration.expect("expire");
@@ -326,8 +331,8 @@ impl FerryModel {
                         show_view(&view)
                     ),
                     Msg::Migrate(m) => format!(
-                        "worker    take migrate doc{} -> idx{} v{} seq{:?}; cached view {}; mget Current (worker::migration::process_inner)",
-                        m.doc, m.target, m.version, m.seq, show_view(&view)
+                        "worker    take migrate doc{} -> idx{} v{} seq{:?}; mget Current (worker::migration::process_inner)",
+                        m.doc, m.target, m.version, m.seq
                     ),
                 }
             }

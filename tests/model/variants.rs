@@ -34,6 +34,10 @@ pub enum Variant {
     ProcessorIgnoresMissing,
     /// A delete that recreated a deleted index leaves it (hole 8).
     StrayIndexKept,
+    /// Proposed strengthening, not in the specified protocol: an outcome
+    /// update that does not succeed (gone *or changed*) runs the edit path,
+    /// closing the stalled-processor hole the model found.
+    OutcomeConflictApplies,
 }
 
 /// One operator command (or one request of a two-request command).
@@ -110,10 +114,13 @@ pub struct Config {
     pub both_docs: bool,
     /// Documents clients change (1: only document 0).
     pub docs: u8,
+    /// How many of the latest distinct alias views a cached view may be
+    /// (the age bound of the cache).
+    pub view_age: usize,
 }
 
 impl Config {
-    /// The small bound the suite runs.
+    /// The bound the variants run at: two client changes to one document.
     pub fn small(scenario: Scenario, variant: Variant) -> Self {
         Config {
             variant,
@@ -127,6 +134,17 @@ impl Config {
             rejected: (scenario == Scenario::Rejected).then_some((0, 2)),
             both_docs: false,
             docs: 1,
+            view_age: 2,
+        }
+    }
+
+    /// The bound the suite proves the protocol at: one client change,
+    /// delivered twice, racing the migration path and the operators.
+    pub fn suite(scenario: Scenario) -> Self {
+        Config {
+            edits: 1,
+            dups: 1,
+            ..Self::small(scenario, Variant::Fixed)
         }
     }
 
@@ -138,6 +156,7 @@ impl Config {
             crashes: 1,
             max_migrate: 2,
             docs: 2,
+            view_age: 8,
             ..Self::small(scenario, variant)
         }
     }
