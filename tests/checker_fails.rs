@@ -1,7 +1,15 @@
-//! The checker can fail: with the `fault-injection` feature, workers run
-//! with dual writes switched off (`FERRY_FAULT=skip-dual-write`), so edits
-//! made during the migration never reach the new index. The harness must
-//! report the inconsistency with the seed and the bad documents' history.
+//! The checker can fail: with the `fault-injection` feature, workers break
+//! a consistency rule on purpose (`FERRY_FAULT`) and the harness must
+//! report the damage with the seed and the bad documents' history.
+//!
+//! - `skip-dual-write`: edits made during the migration never reach the
+//!   new index.
+//! - `skip-fresh-check`: an edit trusts the alias view it started with and
+//!   never reads the aliases again after its writes, so an edit that
+//!   straddles an alias change (here: a rollback while edits flow, with a
+//!   worker whose state cache lives for seconds) misses an index a reader
+//!   may be switched to.
+//!
 //! `infra/test.sh` runs this with `--features fault-injection`; without
 //! the feature the file holds no test.
 #![cfg(feature = "fault-injection")]
@@ -16,6 +24,7 @@ async fn skipping_dual_writes_is_caught() {
     // A restarted migration re-copies everything; keep the window between
     // the copy and the switch, where the broken rule does its damage.
     plan.allow_abandon = false;
+    plan.kind = Some(harness::Kind::Plain);
     let out = harness::run(plan).await;
     assert!(
         !out.problems.is_empty(),
@@ -34,5 +43,35 @@ async fn skipping_dual_writes_is_caught() {
         out.report.contains(" edit -> v") || out.report.contains(" upload -> v"),
         "no history in the report:\n{}",
         out.report
+    );
+}
+
+/// Rollback seeds with a stale-cache worker, until one shows the damage
+/// (each usually does; a seed whose straddling edits all happen to be
+/// overwritten by later ones shows none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skipping_the_fresh_check_is_caught() {
+    let mut reports = Vec::new();
+    for seed in [4243, 4244, 4245] {
+        let mut plan = harness::Plan::ci(seed);
+        plan.fault = Some("skip-fresh-check".into());
+        plan.kind = Some(harness::Kind::Rollback);
+        plan.stale_worker = Some(true);
+        let out = harness::run(plan).await;
+        assert_eq!(out.rollbacks, 1, "no rollback ran\n{}", out.report);
+        if !out.problems.is_empty() {
+            assert!(
+                out.report.contains(&format!("seed {seed}")),
+                "{}",
+                out.report
+            );
+            eprintln!("seed {seed} caught the broken rule:\n{}", out.report);
+            return;
+        }
+        reports.push(out.report);
+    }
+    panic!(
+        "the checker missed a broken rule in three seeds\n{}",
+        reports.join("\n")
     );
 }
