@@ -136,6 +136,10 @@ async fn soak() {
             "inconsistency found after {passed} good seeds\n{}",
             out.report
         );
+        eprintln!(
+            "seed {seed}: consistent ({:?}, {} ops, {} rollback(s), {} stop(s))",
+            out.kind, out.ops, out.rollbacks, out.stops
+        );
         passed += 1;
         rollbacks += out.rollbacks;
         seed += 1;

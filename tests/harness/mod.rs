@@ -41,6 +41,7 @@ mod check;
 mod drain;
 mod fix;
 mod schedule;
+mod workers;
 
 pub use schedule::Kind;
 
@@ -270,7 +271,7 @@ pub async fn run(plan: Plan) -> Outcomes {
         schedule,
     });
     run.event(format!("schedule: {}", run.schedule.describe()));
-    let mut workers = schedule::Workers::spawn(&run).await;
+    let mut workers = workers::Workers::spawn(&run).await;
 
     let publishers: Vec<_> = (0..plan.publishers)
         .map(|p| tokio::spawn(publish(run.clone(), p as u64)))
