@@ -190,6 +190,7 @@ fn variant_trust_409() {
 }
 
 #[test]
+#[ignore = "about 3 minutes; reaches the stalled-processor hole first"]
 fn variant_keep_stale_mark() {
     breaks(Scenario::Cycle, Variant::KeepStaleMark, CONSISTENT);
 }
