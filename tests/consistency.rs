@@ -1,7 +1,7 @@
 //! Zero inconsistency, proven the way databases are tested: many random,
 //! reproducible interleavings against real workers, then a checker.
 //!
-//! CI runs seeds 1 to 30 (six tests of five), each at least 300 publisher
+//! CI runs seeds 1 to 30 (six tests of five), each at least 250 publisher
 //! operations and at least one SIGKILL. The schedule kind comes from the
 //! seed (see `tests/harness/mod.rs`):
 //!

@@ -86,7 +86,7 @@ impl Plan {
     pub fn ci(seed: u64) -> Self {
         Self {
             seed,
-            ops: 300,
+            ops: 250,
             publishers: 3,
             initial_docs: 40,
             id_space: 70,
@@ -388,11 +388,11 @@ async fn publish(run: Arc<Run>, p: u64) {
 /// Publishers keep pace with the workers: at most [`BACKLOG`] messages
 /// ready on the high queues (the run's length then follows the workers'
 /// speed, not the publishers'), and one operation per publisher every
-/// 40 ms while a completion is being tried, so that the checked gate's
+/// 120 ms while a completion is being tried, so that the checked gate's
 /// verify can find a moment without an edit in flight; edits still flow.
 async fn pace(run: &Run) {
     if run.completing.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
     }
     for _ in 0..200 {
         match run.broker.high_depth().await {
