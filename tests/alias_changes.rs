@@ -60,10 +60,15 @@ async fn stale_ctx(env: &TestEnv) -> Ctx {
 
 /// A worker context whose index requests each wait `DELAY` in a proxy.
 async fn slow_ctx(env: &TestEnv) -> (Ctx, Proxy) {
+    slower_ctx(env, DELAY).await
+}
+
+/// A worker context whose index requests each wait `delay` in a proxy.
+async fn slower_ctx(env: &TestEnv, delay: Duration) -> (Ctx, Proxy) {
     let proxy = Proxy::before(&env.settings.index_url).await;
     let mut settings = env.settings.clone();
     settings.index_url = proxy.url.clone();
-    proxy.set(Mode::Delay(DELAY));
+    proxy.set(Mode::Delay(delay));
     (Ctx::new(settings).await.expect("ctx"), proxy)
 }
 
@@ -226,21 +231,7 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
     let ids = env.seed(2, 0).await;
     let target = start_migration(&env).await;
     let id = ids[0].clone();
-    let cur = env
-        .ctx
-        .index
-        .get(&env.settings.current_alias, &id)
-        .await
-        .unwrap()
-        .expect("seeded");
-    let batch = vec![MigrateMessage {
-        id: id.clone(),
-        target: target.clone(),
-        version: Version::new(cur.version()).unwrap(),
-        seq_no: cur.seq_no,
-        primary_term: cur.primary_term,
-        payload: Payload::Document(cur.source.clone()),
-    }];
+    let batch = vec![scanned(&env, &target, &id).await];
     // Slow batch: alias read (1), Current mget (2), bulk write (3), outcome
     // records (4). The delete lands between 2 and 3, and (as if its
     // tombstone had expired) never touches the new index.
@@ -253,24 +244,94 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
         .await
         .unwrap()
         .unwrap();
-    env.ctx
-        .index
-        .call(
-            reqwest::Method::DELETE,
-            &format!(
-                "/{}/_doc/{}?refresh=true",
-                env.current_index().await,
-                ferry::index::client::segment(id.as_str())
-            ),
-            None,
-        )
-        .await
-        .expect("delete from Current");
+    delete_raw(&env, &env.current_index().await, &id).await;
     let (_, report) = run.await.expect("batch task");
     assert_eq!(report.migrated, 1, "{report:?}");
     assert!(
         doc(&env, &target, &id).await.is_none(),
         "the deleted document stayed in the new index"
+    );
+}
+
+/// Deletes `id` from one index without a tombstone, as a compare-and-set
+/// delete by a worker with an older alias view would.
+async fn delete_raw(env: &TestEnv, index: &IndexName, id: &DocId) {
+    let path = format!(
+        "/{index}/_doc/{}?refresh=true",
+        ferry::index::client::segment(id.as_str())
+    );
+    env.ctx
+        .index
+        .call(reqwest::Method::DELETE, &path, None)
+        .await
+        .expect("delete");
+}
+
+/// What the scanner would publish for `id` now.
+async fn scanned(env: &TestEnv, target: &IndexName, id: &DocId) -> MigrateMessage {
+    let cur = env
+        .ctx
+        .index
+        .get(&env.settings.current_alias, id)
+        .await
+        .unwrap()
+        .expect("in Current");
+    MigrateMessage {
+        id: id.clone(),
+        target: target.clone(),
+        version: Version::new(cur.version()).unwrap(),
+        seq_no: cur.seq_no,
+        primary_term: cur.primary_term,
+        payload: Payload::Document(cur.source.clone()),
+    }
+}
+
+/// Found by the model check: a batch checked against Current before a
+/// `complete`, and written after a `rollback` into the rolled-back index
+/// (which keeps no tombstone for a delete made while it was Current), does
+/// not leave the deleted document there when it becomes Current again.
+#[tokio::test]
+async fn a_batch_delayed_across_complete_and_rollback_does_not_resurrect_a_delete() {
+    let env = TestEnv::new("ac").await;
+    let ids = env.seed(2, 0).await;
+    let old = env.current_index().await;
+    let target = start_migration(&env).await;
+    let (id, other) = (ids[0].clone(), ids[1].clone());
+    settle(&env.ctx, DocKind::Edit, &other).await;
+    let batch = vec![scanned(&env, &target, &id).await];
+    // Slow batch: alias read (1), Current mget (2), bulk write (3). Between
+    // 2 and 3 the document is deleted from the stores and from Current (the
+    // index it was checked in), the migration completes and is rolled back.
+    let delay = DELAY * 3;
+    let (slow, _proxy) = slower_ctx(&env, delay).await;
+    let run = tokio::spawn(async move { migration::process(&slow, &batch).await });
+    tokio::time::sleep(delay * 2 + delay / 4).await;
+    let broker = env.broker().await;
+    Pipeline::new(&env.ctx, &broker, 8)
+        .delete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    // The delete's worker had not seen the start: it deletes from Current
+    // only; before its fresh check, the migration completes, so the delete
+    // then finds the new index Current and leaves no tombstone in it.
+    delete_raw(&env, &old, &id).await;
+    lifecycle::complete(&env.ctx, Gate::checked(0))
+        .await
+        .expect("complete: the deleted document needs no outcome");
+    settle(&env.ctx, DocKind::Delete, &id).await;
+    assert!(doc(&env, &target, &id).await.is_none());
+    lifecycle::rollback(&env.ctx).await.expect("rollback");
+    assert_eq!(env.current_index().await, old);
+    let (_, report) = run.await.expect("batch task");
+    assert_eq!(report.migrated, 1, "{report:?}");
+    lifecycle::resume(&env.ctx).await.expect("resume");
+    lifecycle::complete(&env.ctx, Gate::checked(0))
+        .await
+        .expect("complete again");
+    assert!(
+        doc(&env, &env.settings.current_alias, &id).await.is_none(),
+        "the delayed batch brought a deleted document back into Current"
     );
 }
 

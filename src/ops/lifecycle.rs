@@ -401,9 +401,19 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     ctx.index.update_aliases(&actions).await?;
     tracing::info!(from = %current, to = %target, "migration completed");
     let window = humantime::format_duration(ctx.settings.rollback_window);
+    let mut next = format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it");
+    // The gate and the switch are two requests: a document the new mapping
+    // refuses, edited in between, was recorded as failed after the gate
+    // passed, and is stale in the new Current. Said while rollback can undo it.
+    let after = progress(ctx, &current, &target).await?;
+    if after.failed > p.failed {
+        let late = after.failed - p.failed;
+        tracing::warn!(from = %current, to = %target, late, "documents failed between the completion check and the switch");
+        next = format!("WARNING: {late} documents failed between the check and the switch and are stale in {target} (`ferry failures --historical`); fix them and `ferry rollback`, or retry them. {next}");
+    }
     Ok(changed(
         format!("{target} is now Current; {current} is Historical"),
-        &format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it"),
+        &next,
         &target,
     ))
 }

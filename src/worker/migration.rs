@@ -6,9 +6,9 @@
 //!
 //! Two races are handed to the edit path, which writes every index by the
 //! stores' latest version: a 409 from a Migration index whose `_version`
-//! runs ahead of its content (it was Current before a rollback), and an
-//! outcome record that finds the Current document gone (deleted after the
-//! check, so this batch may have written a deleted document).
+//! runs ahead of its content (it was Current before a rollback), and a
+//! written document whose stores' version moved on after the scan (the
+//! write may have landed after a delete, in an index with no tombstone).
 
 use super::context::Ctx;
 use super::edits::{apply, EditError};
@@ -139,25 +139,20 @@ async fn process_inner(
     }
 
     let results = bulk_with_retry(ctx, &writes).await?;
-    let behind = behind_on_409(ctx, batch, &write_pos, &results).await?;
+    let mut racing = behind_on_409(ctx, batch, &write_pos, &results).await?;
+    racing.extend(moved_on(ctx, batch, &write_pos, &results).await?);
     for (item, (pos, seen)) in results.into_iter().zip(write_pos) {
         let partial = match item.result {
-            Ok(Write::Stale) if behind.contains(&item.id) => {
-                // Not newer after all: the edit path writes it by content
-                // version; its outcome is recorded below as usual.
-                if !edit_path(
-                    ctx,
-                    &item.id,
-                    "a 409 from an index whose _version runs ahead",
-                )
-                .await
-                {
+            Ok(_) if racing.contains(&item.id) => {
+                // The edit path writes the stores' latest state to every
+                // index a reader may use, with its own outcome record.
+                if edit_path(ctx, &item.id).await {
+                    report.migrated += 1;
+                } else {
                     out[pos] = Disposition::Requeue;
                     report.requeued += 1;
-                    continue;
                 }
-                report.migrated += 1;
-                records::success(&target)
+                continue;
             }
             Ok(Write::Done) | Ok(Write::Stale) => {
                 report.migrated += 1;
@@ -186,23 +181,51 @@ async fn process_inner(
         });
     }
 
-    // Conflicts (changed since the scan) are fine: the edit path wrote
-    // those, and records never create documents. A missing document was
-    // deleted after the check above, maybe before this batch's write landed
-    // (a delete whose tombstone had already expired, or a worker frozen in
-    // between): the edit path applies the delete to every index again.
+    // Conflicts (changed since the scan) and missing documents (deleted
+    // meanwhile) are fine: the edit path wrote those, and records never
+    // create documents.
     for item in bulk_with_retry(ctx, &outcomes).await? {
-        match item.result {
-            Ok(Write::Missing) => {
-                edit_path(ctx, &item.id, "deleted while it was being migrated").await;
-            }
-            Err(e) => {
-                tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
-            }
-            Ok(_) => {}
+        if let Err(e) = item.result {
+            tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
         }
     }
     Ok(())
+}
+
+/// The ids written by this batch whose stores' version has moved past the
+/// scanned one. The check against Current happened before the write, and
+/// the write may land much later (a frozen worker, a batch delayed across
+/// complete and rollback) in an index without a tombstone for a later
+/// delete (tombstones expire; an index that was Current keeps none). A
+/// write of the stores' latest version is right wherever it lands; any
+/// other goes to the edit path. A change after this read brings its own
+/// message, applied after it.
+async fn moved_on(
+    ctx: &Ctx,
+    batch: &[MigrateMessage],
+    write_pos: &[(usize, Option<(u64, u64)>)],
+    results: &[BulkItem],
+) -> Result<Vec<DocId>, EditError> {
+    let written: Vec<&MigrateMessage> = results
+        .iter()
+        .zip(write_pos)
+        .filter(|(item, _)| matches!(item.result, Ok(Write::Done)))
+        .map(|(_, (pos, _))| &batch[*pos])
+        .collect();
+    if written.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<DocId> = written.iter().map(|m| m.id.clone()).collect();
+    let items = ctx.stores.edits.batch_get(&ids, &ctx.policy).await?;
+    Ok(written
+        .into_iter()
+        .filter(|m| match items.get(&m.id) {
+            Some(Ok(item)) => item.version > m.version,
+            // Gone or unreadable: let the edit path decide.
+            _ => true,
+        })
+        .map(|m| m.id.clone())
+        .collect())
 }
 
 /// The ids whose external write got a 409 although the Migration index
@@ -244,7 +267,7 @@ async fn behind_on_409(
 
 /// Runs the edit path for one document on behalf of the migration path;
 /// false if it failed after its retries (logged).
-async fn edit_path(ctx: &Ctx, id: &DocId, why: &str) -> bool {
+async fn edit_path(ctx: &Ctx, id: &DocId) -> bool {
     let msg = DocMessage {
         kind: DocKind::Edit,
         id: id.clone(),
@@ -253,7 +276,7 @@ async fn edit_path(ctx: &Ctx, id: &DocId, why: &str) -> bool {
     match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {
         Ok(_) => true,
         Err(e) => {
-            tracing::error!(%id, why, error = %e, "the edit path could not settle a document for the migration path");
+            tracing::warn!(%id, error = %e, "the edit path could not settle a document for the migration path; requeued");
             false
         }
     }
