@@ -64,7 +64,7 @@ async fn seeds(base: u64) {
             assert_eq!(out.rollbacks, 1, "seed {seed}: no rollback\n{}", out.report);
         }
         eprintln!(
-            "seed {seed}: consistent in {:.1}s: {:?}, {} ops, {} kill(s), {} stop(s), {} rollback(s), {} completion(s), {} start(s), {} abandon(s), {} fault(s), stale TTL {:?}, {} rejected / {} fixed",
+            "seed {seed}: consistent in {:.1}s: {:?}, {} ops, {} kill(s), {} stop(s), {} rollback(s), {} completion(s), {} start(s), {} abandon(s), {} fault(s), stale TTL {:?}, {} rejected / {} fixed, {} quiet completion(s)",
             started.elapsed().as_secs_f64(),
             out.kind,
             out.ops,
@@ -78,6 +78,7 @@ async fn seeds(base: u64) {
             out.stale_ttl,
             out.rejected,
             out.fixed,
+            out.quiet_completions,
         );
     }
 }

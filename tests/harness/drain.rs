@@ -31,7 +31,7 @@ async fn busy(queues: &[&str]) -> String {
 /// counts (rabbitmqctl, most of a second each) are read when the hold
 /// begins and when it ends; in between, the ready counts (a passive
 /// declare) every 100 ms: a message is ready before it can be unacked.
-async fn drained(run: &Run, deadline: Instant) -> Result<(), String> {
+pub async fn drained(run: &Run, deadline: Instant) -> Result<(), String> {
     let n = &run.broker.names;
     let queues = [n.uploads.as_str(), n.edits.as_str(), n.migration.as_str()];
     let began = Instant::now();

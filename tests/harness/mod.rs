@@ -152,6 +152,8 @@ pub struct Outcomes {
     pub rejected: usize,
     /// Operator fixes of such documents (store edits published).
     pub fixed: usize,
+    /// Completions that passed the gate only once the publishers paused.
+    pub quiet_completions: usize,
     /// Inconsistencies (empty when the invariant holds).
     pub problems: Vec<String>,
     /// A replayable report: seed, events, and the history of each bad document.
@@ -169,6 +171,7 @@ struct Counters {
     abandons: AtomicUsize,
     faults: AtomicUsize,
     fixed: AtomicUsize,
+    quiet_completions: AtomicUsize,
 }
 
 /// Documents given a value the new mapping rejects.
@@ -196,11 +199,16 @@ struct Run {
     finished: AtomicBool,
     /// A completion is being tried (publishers slow down).
     completing: AtomicBool,
+    /// Publishers wait (a completion refused with edits flowing is tried
+    /// once more on quiet queues).
+    quiet: AtomicBool,
     stale: Mutex<Vec<MigrateMessage>>,
     rejects: Rejects,
     /// Indices the schedule left without an alias on purpose (a Historical
     /// index replaced by a later completion).
     retired: Mutex<Vec<IndexName>>,
+    /// The Historical index before the completion being tried.
+    historical_before: Mutex<Option<IndexName>>,
     /// Problems found before the check (a completion that never passed).
     early: Mutex<Vec<String>>,
     count: Counters,
@@ -260,12 +268,14 @@ pub async fn run(plan: Plan) -> Outcomes {
         done: AtomicUsize::new(0),
         finished: AtomicBool::new(false),
         completing: AtomicBool::new(false),
+        quiet: AtomicBool::new(false),
         stale: Mutex::new(Vec::new()),
         rejects: Rejects {
             open: AtomicBool::new(schedule.rejects),
             ..Default::default()
         },
         retired: Mutex::new(Vec::new()),
+        historical_before: Mutex::new(None),
         early: Mutex::new(Vec::new()),
         count: Counters::default(),
         schedule,
@@ -314,6 +324,7 @@ pub async fn run(plan: Plan) -> Outcomes {
         stale_ttl: run.schedule.stale_ttl,
         rejected,
         fixed: c.fixed.load(Ordering::SeqCst),
+        quiet_completions: c.quiet_completions.load(Ordering::SeqCst),
         problems,
         report,
     }
@@ -391,6 +402,9 @@ async fn publish(run: Arc<Run>, p: u64) {
 /// 120 ms while a completion is being tried, so that the checked gate's
 /// verify can find a moment without an edit in flight; edits still flow.
 async fn pace(run: &Run) {
+    while run.quiet.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if run.completing.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
