@@ -94,7 +94,7 @@ fn round(p: &mut EditProc) {
 
 /// After the round: the fresh alias read, or (variants) straight on.
 fn end_of_round(cfg: &Config, p: &mut EditProc) -> bool {
-    if cfg.variant == Variant::NoFreshCheck {
+    if cfg.variant == Variant::NoFreshCheck || !cfg.fresh_check {
         return recheck_or_ack(cfg, p);
     }
     p.pc = EditPc::FreshCheck;

@@ -1,8 +1,9 @@
 //! The migration path: `worker::scanner` publishes, and
-//! `worker::migration::process_inner` writes and records the outcome.
+//! `worker::migration::process_inner` writes, re-reads (`behind_on_409`,
+//! `moved_on`) and records the outcome or runs the edit path.
 
 use super::edit;
-use super::engine::{Ext, Partial};
+use super::engine::Ext;
 use super::state::{EditProc, MigPc, MigProc, Migrate, Msg, Proc, State, View};
 use super::variants::{Config, Variant};
 
@@ -69,7 +70,9 @@ pub enum Next {
     Done,
 }
 
-/// The edit path for this message's id (a 409, or the document gone).
+/// The edit path for this message's id (`worker::migration::edit_path`:
+/// `apply` inline, on the same worker; a crash redelivers the migrate
+/// message): a 409 from an index behind, or the stores moved on.
 fn via_edit_path(m: Migrate, view: View) -> Next {
     Next::Edit(edit::begin(Msg::Migrate(m), m.doc, view))
 }
@@ -93,16 +96,14 @@ pub fn take(s: &State, m: Migrate, view: View) -> Next {
 /// One step of the processor.
 pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
     let m = p.m;
+    let busy = |pc| Next::Busy(MigProc { m, pc });
     match p.pc {
         MigPc::Write => {
             let Some(idx) = s.aliases.migration else {
                 return Next::Done;
             };
             if cfg.rejects(idx, m.doc, m.version, m.live) {
-                return Next::Busy(MigProc {
-                    m,
-                    pc: MigPc::Outcome(true),
-                });
+                return busy(MigPc::Outcome(true));
             }
             let r = if m.live {
                 s.put_external(idx, m.doc, m.version)
@@ -110,24 +111,43 @@ pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
                 s.delete_external(idx, m.doc, m.version)
             };
             match r {
-                Ext::Conflict => via_edit_path(m, s.view()),
-                _ => Next::Busy(MigProc {
-                    m,
-                    pc: MigPc::Outcome(false),
-                }),
+                // `behind_on_409`: read what the index holds.
+                Ext::Conflict => busy(MigPc::Behind409),
+                _ if cfg.variant == Variant::ProcessorNoRecheck => busy(MigPc::Outcome(false)),
+                // `moved_on`: read the stores' version.
+                _ => busy(MigPc::MovedOn),
+            }
+        }
+        MigPc::Behind409 => {
+            // `_mget` through the Migration alias: a content version behind
+            // the message's (or a live document absent) is not "already
+            // newer" (the index was Current, its `_version`s inflated).
+            let behind = s.aliases.migration.is_some_and(|idx| {
+                s.get(idx, m.doc)
+                    .map_or(m.live, |(e, _)| e.content < m.version)
+            });
+            if behind {
+                via_edit_path(m, s.view())
+            } else {
+                busy(MigPc::Outcome(false))
+            }
+        }
+        MigPc::MovedOn => {
+            // One consistent `BatchGetItem` of the written ids: a version
+            // past the message's goes to the edit path, without an outcome
+            // record from the processor (the edit path leaves its own).
+            if s.store[m.doc as usize].version > m.version {
+                via_edit_path(m, s.view())
+            } else {
+                busy(MigPc::Outcome(false))
             }
         }
         MigPc::Outcome(failed) => {
+            // Changed or gone since the scan: the edit path wrote those;
+            // records never create documents.
             let cur = s.aliases.current;
-            match s.update_outcome(cur, m.doc, m.seq, m.target, failed) {
-                Partial::Missing if cfg.variant != Variant::ProcessorIgnoresMissing => {
-                    via_edit_path(m, s.view())
-                }
-                Partial::Conflict if cfg.variant == Variant::OutcomeConflictApplies => {
-                    via_edit_path(m, s.view())
-                }
-                _ => Next::Done,
-            }
+            s.update_outcome(cur, m.doc, m.seq, m.target, failed);
+            Next::Done
         }
     }
 }

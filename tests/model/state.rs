@@ -198,6 +198,11 @@ pub struct EditProc {
 pub enum MigPc {
     /// Versioned write into the Migration alias.
     Write,
+    /// After a 409: read the Migration document's content version
+    /// (`worker::migration::behind_on_409`).
+    Behind409,
+    /// After a write: read the stores' version (`worker::migration::moved_on`).
+    MovedOn,
     /// Partial update of the outcome on Current (`Some`: failure).
     Outcome(bool),
 }
@@ -290,10 +295,45 @@ impl State {
         self.pending.is_empty() && self.procs.is_empty() && self.scanning.is_none()
     }
 
-    /// Puts the multisets back in canonical order.
-    pub fn normalize(&mut self) {
+    /// Puts the state in canonical form: the multisets sorted, and the
+    /// counters no step can tell apart made equal. A `_seq_no` is only ever
+    /// compared for equality with one a message or worker holds (a GET's,
+    /// the scanner's), so a document nobody holds one for gets `_seq_no` 0
+    /// (the next write makes it 1, distinct from nothing held). A `_version`
+    /// is only compared with external versions up to `max_version`, so it is
+    /// capped there. States equal but for these counters behave alike.
+    pub fn normalize(&mut self, max_version: u8) {
         self.pending.sort();
         self.procs.sort();
+        let mut held: Vec<(Idx, u8)> = Vec::new();
+        for m in &self.pending {
+            if let Msg::Migrate(m) = m {
+                held.push((m.seq.0, m.doc));
+            }
+        }
+        for p in &self.procs {
+            match p {
+                Proc::Migrate(m) => held.push((m.m.seq.0, m.m.doc)),
+                Proc::Edit(e) => {
+                    if let EditPc::CasWrite(_, Some(seen)) = e.pc {
+                        held.push((seen.0, e.doc));
+                    }
+                }
+            }
+        }
+        if let Some((doc, _, seen)) = self.scanning {
+            held.push((seen.0, doc));
+        }
+        for (i, idx) in self.indices.iter_mut().enumerate() {
+            for (d, e) in idx.docs.iter_mut().enumerate() {
+                if let Some(e) = e {
+                    if !held.contains(&(i as Idx, d as u8)) {
+                        e.seq = 0;
+                    }
+                    e.ver = e.ver.min(max_version);
+                }
+            }
+        }
     }
 
     /// Whether `idx` has any alias.

@@ -7,7 +7,7 @@ use super::state::{
     Aliases, Completion, EditPc, Entry, Index, MigPc, Msg, Proc, Slot, State, StoreDoc, View,
     Window, DOCS, MAX_INDICES,
 };
-use super::variants::{Config, Op, Scenario, Variant};
+use super::variants::{Clients, Config, Op, Scenario, Variant};
 use super::{edit, migrate, operator, properties};
 
 /// The model of ferry under one configuration.
@@ -126,6 +126,7 @@ impl FerryModel {
         }
         s.indices = indices;
         s.remember_view(cfg.view_age);
+        s.normalize(cfg.max_version);
         s
     }
 
@@ -151,8 +152,10 @@ impl Model for FerryModel {
             for d in 0..cfg.docs {
                 let st = s.store[d as usize];
                 if st.version < cfg.max_version {
-                    out.push(Action::Edit(d));
-                    if st.live {
+                    if !(cfg.clients == Clients::DeleteReupload && st.live) {
+                        out.push(Action::Edit(d));
+                    }
+                    if st.live && cfg.clients != Clients::EditOnly {
                         out.push(Action::Delete(d));
                     }
                 }
@@ -197,7 +200,7 @@ impl Model for FerryModel {
         if let Some(op) = operator::next(cfg, s) {
             out.push(Action::Operator(op));
         }
-        if matches!(s.window, Some(Window::Open | Window::Closing)) {
+        if cfg.clock && matches!(s.window, Some(Window::Open | Window::Closing)) {
             out.push(Action::Clock);
         }
         if cfg.variant == Variant::TombstonesExpire {
@@ -265,7 +268,7 @@ impl Model for FerryModel {
                 s.indices[m as usize].docs[d as usize] = None;
             }
         }
-        s.normalize();
+        s.normalize(cfg.max_version);
         Some(s)
     }
 
@@ -404,6 +407,14 @@ fn step_name(p: &Proc, c: u8) -> String {
         Proc::Migrate(m) => match m.pc {
             MigPc::Write => format!(
                 "doc{} v{}: external write into Migration (worker::migration::process_inner, IndexClient::put_external)",
+                m.m.doc, m.m.version
+            ),
+            MigPc::Behind409 => format!(
+                "doc{} v{}: 409; mget Migration: content behind? (worker::migration::behind_on_409)",
+                m.m.doc, m.m.version
+            ),
+            MigPc::MovedOn => format!(
+                "doc{} v{}: read the stores' version: moved on? (worker::migration::moved_on)",
                 m.m.doc, m.m.version
             ),
             MigPc::Outcome(f) => format!(

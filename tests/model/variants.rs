@@ -30,14 +30,11 @@ pub enum Variant {
     /// Workers stop writing Historical while rollback is still accepted
     /// (clock skew, no margin; hole 9).
     NoMargin,
-    /// An outcome update that finds the Current document gone is ignored.
-    ProcessorIgnoresMissing,
+    /// The processor skips the stores re-read after its write (`moved_on`):
+    /// the stalled-processor hole.
+    ProcessorNoRecheck,
     /// A delete that recreated a deleted index leaves it (hole 8).
     StrayIndexKept,
-    /// Proposed strengthening, not in the specified protocol: an outcome
-    /// update that does not succeed (gone *or changed*) runs the edit path,
-    /// closing the stalled-processor hole the model found.
-    OutcomeConflictApplies,
 }
 
 /// One operator command (or one request of a two-request command).
@@ -61,6 +58,17 @@ pub enum Op {
     DeleteIndex,
 }
 
+/// What clients may do to a document (each change bumps the version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clients {
+    /// Upload, edit or delete.
+    Any,
+    /// Delete a live document, upload a deleted one.
+    DeleteReupload,
+    /// Only edit (upload) a document, never delete.
+    EditOnly,
+}
+
 /// Where the model starts and what the operator does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -70,10 +78,13 @@ pub enum Scenario {
     /// inflated by internal writes, the window open): rollback, resume,
     /// complete.
     AfterCompletion,
-    /// Start, pause, abandon --delete-index, start again, complete.
+    /// Start, abandon --delete-index, start again, complete.
     Abandon,
     /// Start, complete, with a version the new mapping rejects.
     Rejected,
+    /// Start, then `complete`'s gate and record without the switch: the
+    /// Migration index must match once the gate passes.
+    Gate,
 }
 
 impl Scenario {
@@ -83,8 +94,9 @@ impl Scenario {
         match self {
             Scenario::Cycle => &[Start, Complete, Switch, Rollback, Resume, Complete, Switch],
             Scenario::AfterCompletion => &[Rollback, Resume, Complete, Switch],
-            Scenario::Abandon => &[Start, Pause, Abandon, DeleteIndex, Start, Complete, Switch],
+            Scenario::Abandon => &[Start, Abandon, DeleteIndex, Start, Complete, Switch],
             Scenario::Rejected => &[Start, Complete, Switch],
+            Scenario::Gate => &[Start, Complete],
         }
     }
 }
@@ -117,6 +129,16 @@ pub struct Config {
     /// How many of the latest distinct alias views a cached view may be
     /// (the age bound of the cache).
     pub view_age: usize,
+    /// What clients may do to a document.
+    pub clients: Clients,
+    /// Edits read the aliases afresh after each round (the rule). Off only
+    /// to isolate `keep_stale_mark`, which the fresh check masks.
+    pub fresh_check: bool,
+    /// The clocks move the rollback window on (otherwise it stays open:
+    /// Historical stays an index a reader may use, the strongest
+    /// obligation; `AfterCompletion` explores the clock racing edits and a
+    /// rollback).
+    pub clock: bool,
 }
 
 impl Config {
@@ -135,6 +157,9 @@ impl Config {
             both_docs: false,
             docs: 1,
             view_age: 2,
+            clients: Clients::Any,
+            fresh_check: true,
+            clock: true,
         }
     }
 
@@ -145,6 +170,18 @@ impl Config {
             edits: 1,
             dups: 1,
             ..Self::small(scenario, Variant::Fixed)
+        }
+    }
+
+    /// The bound of the full cycle and the abandon scenario in the suite:
+    /// one document deleted and uploaded again (two client changes, each
+    /// delivered once), two workers, a cached view at most one alias
+    /// change old, the rollback window open until the end.
+    pub fn cycle(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            clients: Clients::DeleteReupload,
+            clock: false,
+            ..Self::small(scenario, variant)
         }
     }
 
