@@ -473,7 +473,14 @@ async fn full_migration_under_live_traffic_then_completion() {
     // Every applied edit timed each of its steps (a retried attempt may
     // time some twice).
     let applied = messages(port, "high", "applied").await;
-    for step in ["project", "migration", "current", "historical", "fresh", "recheck"] {
+    for step in [
+        "project",
+        "migration",
+        "current",
+        "historical",
+        "fresh",
+        "recheck",
+    ] {
         let timed = metric(port, "ferry_edit_step_seconds_count", &[("step", step)]).await;
         assert!(timed >= applied, "{step}: {timed} timed, {applied} applied");
     }
