@@ -14,6 +14,7 @@
 //! is undone by applying again.
 
 use super::context::Ctx;
+use super::laps::Laps;
 use super::state::{Snapshot, StateError};
 use crate::index::records;
 use crate::index::{IndexError, StoredDoc, Target, Write};
@@ -23,7 +24,6 @@ use crate::stores::{Projection, ProjectionError, StoreError};
 use crate::types::{DocId, IndexName};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Compare-and-set attempts before giving up on a hot document.
@@ -310,47 +310,6 @@ impl Edit<'_> {
     }
 }
 
-/// An edit slower than this is logged with the time of each step.
-const SLOW_EDIT: Duration = Duration::from_secs(1);
-
-/// Where an edit's time went, step by step: a histogram per step, and a
-/// warning naming the steps of a slow edit, so that an operator can tell
-/// a slow store from a slow index.
-struct Laps {
-    last: Instant,
-    steps: Vec<(&'static str, Duration)>,
-}
-
-impl Laps {
-    fn start() -> Self {
-        Self {
-            last: Instant::now(),
-            steps: Vec::with_capacity(5),
-        }
-    }
-
-    fn lap(&mut self, step: &'static str) {
-        let now = Instant::now();
-        let took = now - self.last;
-        self.last = now;
-        metrics::histogram!("ferry_edit_step_seconds", "step" => step).record(took.as_secs_f64());
-        self.steps.push((step, took));
-    }
-
-    /// Called after the last lap, so the steps add up to the whole edit.
-    fn report(&self, id: &DocId) {
-        let total: Duration = self.steps.iter().map(|(_, took)| *took).sum();
-        if total >= SLOW_EDIT {
-            let steps: Vec<String> = self
-                .steps
-                .iter()
-                .map(|(step, took)| format!("{step} {} ms", took.as_millis()))
-                .collect();
-            tracing::warn!(%id, total_ms = total.as_millis() as u64, steps = %steps.join(", "), "slow edit");
-        }
-    }
-}
-
 /// The version the stores hold now (a missing item counts as version 0).
 async fn latest_version(ctx: &Ctx, id: &DocId) -> Result<crate::types::Version, EditError> {
     match ctx.stores.edits.get(id).await {
@@ -488,15 +447,19 @@ pub fn merge(base: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn outcome_records_survive_an_edit_and_the_mark_is_added() {
-        let stored = StoredDoc {
+    fn stored(source: Value) -> StoredDoc {
+        StoredDoc {
             index: "old".into(),
             id: DocId::parse("a").unwrap(),
             seq_no: 1,
             primary_term: 1,
-            source: json!({"esInfo": {"migration": {"failures": {"old_target": "boom"}}}}),
-        };
+            source,
+        }
+    }
+
+    #[test]
+    fn outcome_records_survive_an_edit_and_the_mark_is_added() {
+        let stored = stored(json!({"esInfo": {"migration": {"failures": {"old_target": "boom"}}}}));
         let t = IndexName::parse("images_2").unwrap();
         let out = with_outcome(json!({"id": "a"}), Some(&stored), Mark::MigratedTo(&t));
         assert_eq!(out["esInfo"]["migration"]["migratedTo"], "images_2");
@@ -509,13 +472,7 @@ mod tests {
 
     #[test]
     fn a_stale_mark_is_dropped_and_a_refusal_recorded() {
-        let stored = StoredDoc {
-            index: "old".into(),
-            id: DocId::parse("a").unwrap(),
-            seq_no: 1,
-            primary_term: 1,
-            source: json!({"esInfo": {"migration": {"migratedTo": "images_2"}}}),
-        };
+        let stored = stored(json!({"esInfo": {"migration": {"migratedTo": "images_2"}}}));
         let t = IndexName::parse("images_2").unwrap();
         let out = with_outcome(json!({"id": "a"}), Some(&stored), Mark::Nothing);
         assert!(out.get("esInfo").is_none(), "{out}");

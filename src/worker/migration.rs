@@ -206,12 +206,7 @@ async fn moved_on(
     write_pos: &[(usize, Option<(u64, u64)>)],
     results: &[BulkItem],
 ) -> Result<Vec<DocId>, EditError> {
-    let written: Vec<&MigrateMessage> = results
-        .iter()
-        .zip(write_pos)
-        .filter(|(item, _)| matches!(item.result, Ok(Write::Done)))
-        .map(|(_, (pos, _))| &batch[*pos])
-        .collect();
+    let written = answered(batch, write_pos, results, Write::Done);
     if written.is_empty() {
         return Ok(Vec::new());
     }
@@ -228,6 +223,21 @@ async fn moved_on(
         .collect())
 }
 
+/// The messages whose write was answered with `want`.
+fn answered<'a>(
+    batch: &'a [MigrateMessage],
+    write_pos: &[(usize, Option<(u64, u64)>)],
+    results: &[BulkItem],
+    want: Write,
+) -> Vec<&'a MigrateMessage> {
+    results
+        .iter()
+        .zip(write_pos)
+        .filter(|(item, _)| matches!(&item.result, Ok(w) if *w == want))
+        .map(|(_, (pos, _))| &batch[*pos])
+        .collect()
+}
+
 /// The ids whose external write got a 409 although the Migration index
 /// holds an older content version than the message (one `_mget`).
 async fn behind_on_409(
@@ -236,12 +246,7 @@ async fn behind_on_409(
     write_pos: &[(usize, Option<(u64, u64)>)],
     results: &[BulkItem],
 ) -> Result<Vec<DocId>, IndexError> {
-    let stale: Vec<&MigrateMessage> = results
-        .iter()
-        .zip(write_pos)
-        .filter(|(item, _)| matches!(item.result, Ok(Write::Stale)))
-        .map(|(_, (pos, _))| &batch[*pos])
-        .collect();
+    let stale = answered(batch, write_pos, results, Write::Stale);
     if stale.is_empty() {
         return Ok(Vec::new());
     }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod dispatch;
 pub mod edits;
 pub mod health;
+pub mod laps;
 pub mod lease;
 pub mod locks;
 pub mod migration;
