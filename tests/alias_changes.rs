@@ -235,9 +235,10 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
     // Slow batch: alias read (1), Current mget (2), bulk write (3), outcome
     // records (4). The delete lands between 2 and 3, and (as if its
     // tombstone had expired) never touches the new index.
-    let (slow, _proxy) = slow_ctx(&env).await;
+    let delay = DELAY * 2;
+    let (slow, _proxy) = slower_ctx(&env, delay).await;
     let run = tokio::spawn(async move { migration::process(&slow, &batch).await });
-    tokio::time::sleep(DELAY * 2 + DELAY / 2).await;
+    tokio::time::sleep(delay * 2 + delay / 2).await;
     let broker = env.broker().await;
     Pipeline::new(&env.ctx, &broker, 5)
         .delete(&id)
@@ -302,7 +303,7 @@ async fn a_batch_delayed_across_complete_and_rollback_does_not_resurrect_a_delet
     // Slow batch: alias read (1), Current mget (2), bulk write (3). Between
     // 2 and 3 the document is deleted from the stores and from Current (the
     // index it was checked in), the migration completes and is rolled back.
-    let delay = DELAY * 3;
+    let delay = DELAY * 4;
     let (slow, _proxy) = slower_ctx(&env, delay).await;
     let run = tokio::spawn(async move { migration::process(&slow, &batch).await });
     tokio::time::sleep(delay * 2 + delay / 4).await;
@@ -512,23 +513,25 @@ async fn rollback_and_historical_writes_keep_a_clock_margin() {
     let env = TestEnv::new("ac").await;
     let ids = env.seed(1, 0).await;
     let mut settings = env.settings.clone();
-    settings.rollback_window = Duration::from_secs(4);
-    settings.clock_margin = Duration::from_secs(2);
+    settings.rollback_window = Duration::from_secs(6);
+    settings.clock_margin = Duration::from_secs(3);
     let ctx = Ctx::new(settings).await.unwrap();
     migrate_and_complete(&ctx, &env.settings.mapping, &ids).await;
     let completed = Instant::now();
     let view = || ctx.state.fresh(&ctx.index, &ctx.aliases, &ctx.control);
 
-    tokio::time::sleep_until((completed + Duration::from_millis(2500)).into()).await;
+    // Each check holds whenever it runs after its instant, with seconds of
+    // slack before the next boundary.
+    tokio::time::sleep_until((completed + Duration::from_millis(3500)).into()).await;
     match lifecycle::rollback(&ctx).await {
         Err(OpsError::Refused(why)) => assert!(why.contains("clock margin"), "{why}"),
         other => panic!("rollback accepted in the last margin of the window: {other:?}"),
     }
-    tokio::time::sleep_until((completed + Duration::from_millis(4500)).into()).await;
+    tokio::time::sleep_until((completed + Duration::from_millis(7000)).into()).await;
     assert!(
         view().await.unwrap().historical_writes(),
         "workers stopped writing Historical at the window's end"
     );
-    tokio::time::sleep_until((completed + Duration::from_millis(6500)).into()).await;
+    tokio::time::sleep_until((completed + Duration::from_millis(10000)).into()).await;
     assert!(!view().await.unwrap().historical_writes());
 }
