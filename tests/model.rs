@@ -114,6 +114,20 @@ fn full_cycle_is_consistent() {
     holds(Config::cycle(Scenario::Cycle, Variant::Fixed));
 }
 
+/// The full cycle with the delete delivered twice.
+#[test]
+#[ignore = "about 2 minutes: run by hand"]
+fn full_cycle_with_duplicates_is_consistent() {
+    holds(Config::cycle_dup(Scenario::Cycle, Variant::Fixed));
+}
+
+/// The full cycle with the document deleted and uploaded again.
+#[test]
+#[ignore = "about 3 minutes: run by hand"]
+fn full_cycle_with_reupload_is_consistent() {
+    holds(Config::cycle_reupload(Scenario::Cycle, Variant::Fixed));
+}
+
 #[test]
 fn rollback_after_completion_is_consistent() {
     holds(Config::suite(Scenario::AfterCompletion));
@@ -122,6 +136,20 @@ fn rollback_after_completion_is_consistent() {
 #[test]
 fn abandon_and_restart_is_consistent() {
     holds(Config::cycle(Scenario::Abandon, Variant::Fixed));
+}
+
+/// Abandon and restart with the delete delivered twice.
+#[test]
+#[ignore = "about 3 minutes: run by hand"]
+fn abandon_and_restart_with_duplicates_is_consistent() {
+    holds(Config::cycle_dup(Scenario::Abandon, Variant::Fixed));
+}
+
+/// Abandon and restart with the document deleted and uploaded again.
+#[test]
+#[ignore = "minutes: run by hand"]
+fn abandon_and_restart_with_reupload_is_consistent() {
+    holds(Config::cycle_reupload(Scenario::Abandon, Variant::Fixed));
 }
 
 #[test]
@@ -189,7 +217,10 @@ fn variant_keep_stale_mark() {
     cfg.fresh_check = false;
     let c = explore(cfg, true);
     print_schedule(&c, CONSISTENT);
-    assert!(c.discovery(CONSISTENT).is_some(), "keep_stale_mark should break {CONSISTENT}");
+    assert!(
+        c.discovery(CONSISTENT).is_some(),
+        "keep_stale_mark should break {CONSISTENT}"
+    );
 }
 
 /// The control for `variant_keep_stale_mark`: in the same bound, still
@@ -202,11 +233,14 @@ fn without_fresh_check_dropping_the_mark_suffices_at_the_gate() {
 }
 
 /// `keep_stale_mark` with the rest of the protocol (the fresh check): no
-/// counterexample in the full cycle (minutes: run by hand).
+/// counterexample in the full cycle with one edit or delete delivered twice.
 #[test]
-#[ignore = "minutes: keep_stale_mark in the full cycle, with the fresh check"]
+#[ignore = "about 100 s: run by hand"]
 fn keep_stale_mark_is_masked_by_the_fresh_check() {
-    holds(Config::cycle(Scenario::Cycle, Variant::KeepStaleMark));
+    holds(Config {
+        clients: Clients::Any,
+        ..Config::cycle(Scenario::Cycle, Variant::KeepStaleMark)
+    });
 }
 
 /// Start and the gate, clients only editing (a delete needs no mark).
@@ -231,9 +265,40 @@ fn variant_completion_read_error_closes_window() {
     );
 }
 
+/// Without the processor's stores re-read (which masks it, as the edit
+/// path's re-read does), a delete's tombstone in the new index expires and
+/// a late migrate message writes the scanned version back; its outcome
+/// update finds the Current document gone.
 #[test]
 fn variant_tombstones_expire() {
-    breaks(Scenario::Cycle, Variant::TombstonesExpire, CONSISTENT);
+    let mut cfg = Config::small(Scenario::Gate, Variant::TombstonesExpire);
+    cfg.moved_on = false;
+    let c = explore(cfg, true);
+    print_schedule(&c, CONSISTENT);
+    assert!(
+        c.discovery(CONSISTENT).is_some(),
+        "tombstones_expire should break {CONSISTENT}"
+    );
+}
+
+/// The control for `variant_tombstones_expire`: without the processor's
+/// re-read and without a rollback, kept tombstones are enough.
+#[test]
+fn without_moved_on_kept_tombstones_suffice_at_the_gate() {
+    let mut cfg = Config::small(Scenario::Gate, Variant::Fixed);
+    cfg.moved_on = false;
+    holds(cfg);
+}
+
+/// `tombstones_expire` with the rest of the protocol: no counterexample
+/// in the full cycle.
+#[test]
+#[ignore = "minutes: run by hand"]
+fn tombstones_expire_is_masked_by_the_stores_rereads() {
+    holds(Config::cycle_reupload(
+        Scenario::Cycle,
+        Variant::TombstonesExpire,
+    ));
 }
 
 #[test]
@@ -243,7 +308,15 @@ fn variant_no_margin() {
 
 #[test]
 fn variant_processor_no_recheck() {
-    breaks(Scenario::Cycle, Variant::ProcessorNoRecheck, CONSISTENT);
+    let c = explore(
+        Config::cycle(Scenario::Cycle, Variant::ProcessorNoRecheck),
+        true,
+    );
+    print_schedule(&c, CONSISTENT);
+    assert!(
+        c.discovery(CONSISTENT).is_some(),
+        "processor_no_recheck should break {CONSISTENT}"
+    );
 }
 
 #[test]

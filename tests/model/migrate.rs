@@ -113,7 +113,9 @@ pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
             match r {
                 // `behind_on_409`: read what the index holds.
                 Ext::Conflict => busy(MigPc::Behind409),
-                _ if cfg.variant == Variant::ProcessorNoRecheck => busy(MigPc::Outcome(false)),
+                _ if cfg.variant == Variant::ProcessorNoRecheck || !cfg.moved_on => {
+                    busy(MigPc::Outcome(false))
+                }
                 // `moved_on`: read the stores' version.
                 _ => busy(MigPc::MovedOn),
             }

@@ -42,7 +42,6 @@ pub fn apply(cfg: &Config, s: &mut State, op: Op) {
             i.incarnation += 1;
             a.migration = Some(idx);
         }
-        Op::Pause => a.paused = a.migration,
         Op::Resume => a.paused = None,
         Op::Complete => {
             s.completions += 1;

@@ -42,8 +42,6 @@ pub enum Variant {
 pub enum Op {
     /// `ops::lifecycle::start`: a new index with the Migration alias.
     Start,
-    /// `ops::lifecycle::pause`.
-    Pause,
     /// `ops::lifecycle::resume`.
     Resume,
     /// `ops::lifecycle::complete`, first request: gate, then the record.
@@ -134,6 +132,9 @@ pub struct Config {
     /// Edits read the aliases afresh after each round (the rule). Off only
     /// to isolate `keep_stale_mark`, which the fresh check masks.
     pub fresh_check: bool,
+    /// The processor re-reads the stores after its write (`moved_on`, the
+    /// rule). Off only to isolate `tombstones_expire`, which it masks.
+    pub moved_on: bool,
     /// The clocks move the rollback window on (otherwise it stays open:
     /// Historical stays an index a reader may use, the strongest
     /// obligation; `AfterCompletion` explores the clock racing edits and a
@@ -159,6 +160,7 @@ impl Config {
             view_age: 2,
             clients: Clients::Any,
             fresh_check: true,
+            moved_on: true,
             clock: true,
         }
     }
@@ -174,14 +176,33 @@ impl Config {
     }
 
     /// The bound of the full cycle and the abandon scenario in the suite:
-    /// one document deleted and uploaded again (two client changes, each
-    /// delivered once), two workers, a cached view at most one alias
-    /// change old, the rollback window open until the end.
+    /// one document, deleted once, two workers, a cached view at most one
+    /// alias change old, the rollback window open until the end.
     pub fn cycle(scenario: Scenario, variant: Variant) -> Self {
         Config {
             clients: Clients::DeleteReupload,
             clock: false,
+            edits: 1,
+            dups: 0,
             ..Self::small(scenario, variant)
+        }
+    }
+
+    /// A bound run by hand: the delete delivered twice (the broker may
+    /// also duplicate a migrate message instead).
+    pub fn cycle_dup(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            dups: 1,
+            ..Self::cycle(scenario, variant)
+        }
+    }
+
+    /// A bound run by hand: the document deleted and uploaded again (two
+    /// changes, each delivered once).
+    pub fn cycle_reupload(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            edits: 2,
+            ..Self::cycle(scenario, variant)
         }
     }
 
