@@ -1,8 +1,9 @@
 //! Edits across alias changes, one deterministic test per hole that the
 //! consistency-holes issue found (the number in each test's doc). A stale
 //! alias view is made certain with a `Ctx` whose state cache never expires;
-//! a write is placed before or after an alias change by sending a worker's
-//! index requests through the fault proxy with a fixed delay.
+//! a write is placed after an alias change by sending a worker's index
+//! requests through the fault proxy, which holds the request that must
+//! come after it until the change is made.
 
 mod support;
 
@@ -15,14 +16,10 @@ use ferry::types::{DocId, IndexName, Version};
 use ferry::worker::edits::{apply, Applied, EditError};
 use ferry::worker::{migration, Ctx};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::docs::{doc, own_indices, start_migration, version_in};
 use support::proxy::{Mode, Proxy};
 use support::TestEnv;
-
-/// The delay the proxy adds to each request of a slow worker: requests are
-/// sequential, so the k-th lands at about k delays.
-const DELAY: Duration = Duration::from_millis(1000);
 
 fn message(kind: DocKind, id: &DocId) -> DocMessage {
     DocMessage {
@@ -58,17 +55,12 @@ async fn stale_ctx(env: &TestEnv) -> Ctx {
     ctx
 }
 
-/// A worker context whose index requests each wait `DELAY` in a proxy.
-async fn slow_ctx(env: &TestEnv) -> (Ctx, Proxy) {
-    slower_ctx(env, DELAY).await
-}
-
-/// A worker context whose index requests each wait `delay` in a proxy.
-async fn slower_ctx(env: &TestEnv, delay: Duration) -> (Ctx, Proxy) {
+/// A worker context whose index requests go through a proxy (passing
+/// them until told to hold one).
+async fn proxied_ctx(env: &TestEnv) -> (Ctx, Proxy) {
     let proxy = Proxy::before(&env.settings.index_url).await;
     let mut settings = env.settings.clone();
     settings.index_url = proxy.url.clone();
-    proxy.set(Mode::Delay(delay));
     (Ctx::new(settings).await.expect("ctx"), proxy)
 }
 
@@ -135,13 +127,15 @@ async fn an_edit_straddling_a_rollback_reaches_the_index_that_became_current() {
     let pipeline = Pipeline::new(&env.ctx, &broker, 2);
     let v = pipeline.edit(&ids[0]).await.unwrap().unwrap().get();
 
-    // Slow worker: alias read (1), Current read (2) and write (3), then
-    // Historical read (4). The rollback lands between 3 and 4.
-    let (slow, _proxy) = slow_ctx(&env).await;
+    // The worker's index requests: alias read (1), Current read (2) and
+    // write (3), then Historical read (4), held until after the rollback.
+    let (worker, proxy) = proxied_ctx(&env).await;
+    let held = proxy.hold_after(3);
     let id = ids[0].clone();
-    let edit = tokio::spawn(async move { settle(&slow, DocKind::Edit, &id).await });
-    tokio::time::sleep(DELAY * 3 + DELAY / 2).await;
+    let edit = tokio::spawn(async move { settle(&worker, DocKind::Edit, &id).await });
+    held.arrived().await;
     lifecycle::rollback(&env.ctx).await.expect("rollback");
+    proxy.release();
     edit.await.expect("edit task");
     assert_eq!(version_in(&env, &new, &ids[0]).await, Some(v));
     assert_eq!(
@@ -232,13 +226,14 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
     let target = start_migration(&env).await;
     let id = ids[0].clone();
     let batch = vec![scanned(&env, &target, &id).await];
-    // Slow batch: alias read (1), Current mget (2), bulk write (3), outcome
-    // records (4). The delete lands between 2 and 3, and (as if its
-    // tombstone had expired) never touches the new index.
-    let delay = DELAY * 2;
-    let (slow, _proxy) = slower_ctx(&env, delay).await;
-    let run = tokio::spawn(async move { migration::process(&slow, &batch).await });
-    tokio::time::sleep(delay * 2 + delay / 2).await;
+    // The batch's index requests: alias read (1), Current mget (2), then the
+    // bulk write (3), held until the document is deleted: from the stores
+    // and Current, and (as if its tombstone had expired) not from the new
+    // index.
+    let (worker, proxy) = proxied_ctx(&env).await;
+    let held = proxy.hold_after(2);
+    let run = tokio::spawn(async move { migration::process(&worker, &batch).await });
+    held.arrived().await;
     let broker = env.broker().await;
     Pipeline::new(&env.ctx, &broker, 5)
         .delete(&id)
@@ -246,6 +241,7 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
         .unwrap()
         .unwrap();
     delete_raw(&env, &env.current_index().await, &id).await;
+    proxy.release();
     let (_, report) = run.await.expect("batch task");
     assert_eq!(report.migrated, 1, "{report:?}");
     assert!(
@@ -300,13 +296,14 @@ async fn a_batch_delayed_across_complete_and_rollback_does_not_resurrect_a_delet
     let (id, other) = (ids[0].clone(), ids[1].clone());
     settle(&env.ctx, DocKind::Edit, &other).await;
     let batch = vec![scanned(&env, &target, &id).await];
-    // Slow batch: alias read (1), Current mget (2), bulk write (3). Between
-    // 2 and 3 the document is deleted from the stores and from Current (the
-    // index it was checked in), the migration completes and is rolled back.
-    let delay = DELAY * 4;
-    let (slow, _proxy) = slower_ctx(&env, delay).await;
-    let run = tokio::spawn(async move { migration::process(&slow, &batch).await });
-    tokio::time::sleep(delay * 2 + delay / 4).await;
+    // The batch's index requests: alias read (1), Current mget (2), then the
+    // bulk write (3), held while the document is deleted from the stores
+    // and from Current (the index it was checked in), and the migration
+    // completes and is rolled back.
+    let (worker, proxy) = proxied_ctx(&env).await;
+    let held = proxy.hold_after(2);
+    let run = tokio::spawn(async move { migration::process(&worker, &batch).await });
+    held.arrived().await;
     let broker = env.broker().await;
     Pipeline::new(&env.ctx, &broker, 8)
         .delete(&id)
@@ -324,6 +321,7 @@ async fn a_batch_delayed_across_complete_and_rollback_does_not_resurrect_a_delet
     assert!(doc(&env, &target, &id).await.is_none());
     lifecycle::rollback(&env.ctx).await.expect("rollback");
     assert_eq!(env.current_index().await, old);
+    proxy.release();
     let (_, report) = run.await.expect("batch task");
     assert_eq!(report.migrated, 1, "{report:?}");
     lifecycle::resume(&env.ctx).await.expect("resume");
@@ -347,12 +345,14 @@ async fn a_late_message_does_not_bring_a_deleted_document_back_into_historical()
     let old = env.current_index().await;
     migrate_and_complete(&env.ctx, &env.settings.mapping, &ids).await;
     let id = ids[0].clone();
-    // Slow worker: alias read (1), Current read (2, already as new),
-    // Historical read (3). The delete lands between 2 and 3.
-    let (slow, _proxy) = slow_ctx(&env).await;
+    // The late worker's index requests: alias read (1), Current read (2,
+    // already as new), then the Historical read (3), held until the delete
+    // is applied everywhere.
+    let (worker, proxy) = proxied_ctx(&env).await;
+    let held = proxy.hold_after(2);
     let late = id.clone();
-    let upload = tokio::spawn(async move { settle(&slow, DocKind::Upload, &late).await });
-    tokio::time::sleep(DELAY * 2 + DELAY / 2).await;
+    let upload = tokio::spawn(async move { settle(&worker, DocKind::Upload, &late).await });
+    held.arrived().await;
     let broker = env.broker().await;
     Pipeline::new(&env.ctx, &broker, 6)
         .delete(&id)
@@ -360,6 +360,7 @@ async fn a_late_message_does_not_bring_a_deleted_document_back_into_historical()
         .unwrap()
         .unwrap();
     settle(&env.ctx, DocKind::Delete, &id).await;
+    proxy.release();
     upload.await.expect("upload task");
     assert!(doc(&env, &env.settings.current_alias, &id).await.is_none());
     assert!(
@@ -486,18 +487,21 @@ async fn abandon_racing_a_versioned_delete_leaves_no_stray_index() {
     let env = TestEnv::new("ac").await;
     let ids = env.seed(1, 0).await;
     let target = start_migration(&env).await;
-    // Slow delete: resolve the alias (1), then the delete itself (2); the
-    // index is deleted in between.
-    let (slow, _proxy) = slow_ctx(&env).await;
+    // The delete resolves the alias (1); the delete itself (2) is held
+    // until the index is gone.
+    let (worker, proxy) = proxied_ctx(&env).await;
+    let held = proxy.hold_after(1);
     let to = Target::Alias(env.settings.migration_alias.clone());
     let id = ids[0].clone();
     let delete = tokio::spawn(async move {
-        slow.index
+        worker
+            .index
             .delete_external(&to, &id, Version::new(99).unwrap())
             .await
     });
-    tokio::time::sleep(DELAY + DELAY / 2).await;
+    held.arrived().await;
     lifecycle::abandon(&env.ctx, true).await.expect("abandon");
+    proxy.release();
     delete.await.expect("delete task").expect("delete");
     assert!(
         !own_indices(&env).await.contains(target.as_str()),
@@ -513,25 +517,35 @@ async fn rollback_and_historical_writes_keep_a_clock_margin() {
     let env = TestEnv::new("ac").await;
     let ids = env.seed(1, 0).await;
     let mut settings = env.settings.clone();
-    settings.rollback_window = Duration::from_secs(6);
-    settings.clock_margin = Duration::from_secs(3);
+    settings.rollback_window = Duration::from_secs(10);
+    settings.clock_margin = Duration::from_secs(5);
     let ctx = Ctx::new(settings).await.unwrap();
     migrate_and_complete(&ctx, &env.settings.mapping, &ids).await;
-    let completed = Instant::now();
-    let view = || ctx.state.fresh(&ctx.index, &ctx.aliases, &ctx.control);
-
+    let completed = ctx
+        .control
+        .completion()
+        .await
+        .unwrap()
+        .expect("recorded")
+        .at_ms;
     // Each check holds whenever it runs after its instant, with seconds of
     // slack before the next boundary.
-    tokio::time::sleep_until((completed + Duration::from_millis(3500)).into()).await;
+    let after = |ms: u64| {
+        let wait = (completed + ms).saturating_sub(ferry::stores::control::now_ms());
+        tokio::time::sleep(Duration::from_millis(wait))
+    };
+    let view = || ctx.state.fresh(&ctx.index, &ctx.aliases, &ctx.control);
+
+    after(6_000).await;
     match lifecycle::rollback(&ctx).await {
         Err(OpsError::Refused(why)) => assert!(why.contains("clock margin"), "{why}"),
         other => panic!("rollback accepted in the last margin of the window: {other:?}"),
     }
-    tokio::time::sleep_until((completed + Duration::from_millis(7000)).into()).await;
+    after(11_000).await;
     assert!(
         view().await.unwrap().historical_writes(),
         "workers stopped writing Historical at the window's end"
     );
-    tokio::time::sleep_until((completed + Duration::from_millis(10000)).into()).await;
+    after(16_000).await;
     assert!(!view().await.unwrap().historical_writes());
 }

@@ -27,6 +27,10 @@ pub enum Mode {
     DynamoThrottle,
     /// Close the connection without answering.
     Cut,
+    /// Hold the request numbered this (counting every request the proxy
+    /// has seen, from 1) and all later ones until the mode changes; pass
+    /// the earlier ones. Places a request after some event, exactly.
+    HoldFrom(u64),
 }
 
 /// A running proxy.
@@ -74,7 +78,10 @@ impl Proxy {
         let Some(request) = read_request(&mut client).await? else {
             return Ok(());
         };
-        self.requests.fetch_add(1, Ordering::SeqCst);
+        let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        while matches!(*self.mode.lock().unwrap(), Mode::HoldFrom(n) if number >= n) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mode = self.mode.lock().unwrap().clone();
         match mode {
             Mode::Cut => return Ok(()),
@@ -89,7 +96,7 @@ impl Proxy {
                 return client.write_all(&error_response(code)).await
             }
             Mode::Delay(d) => tokio::time::sleep(d).await,
-            Mode::Pass | Mode::DynamoThrottle | Mode::StatusOnPath(..) => {}
+            Mode::Pass | Mode::DynamoThrottle | Mode::StatusOnPath(..) | Mode::HoldFrom(_) => {}
         }
         let mut up = TcpStream::connect(upstream).await?;
         up.write_all(&with_close(&request)).await?;
@@ -180,5 +187,40 @@ impl Proxy {
     pub async fn before(url: &str) -> Proxy {
         let upstream = url.trim_start_matches("http://").trim_end_matches('/');
         Proxy::start(upstream).await
+    }
+
+    /// Passes the next `n` requests and holds the one after (and every
+    /// later one) until [`Proxy::release`].
+    pub fn hold_after(&self, n: u64) -> Held<'_> {
+        let held = self.requests() + n + 1;
+        self.set(Mode::HoldFrom(held));
+        Held { proxy: self, held }
+    }
+
+    /// Lets held requests through.
+    pub fn release(&self) {
+        self.set(Mode::Pass);
+    }
+}
+
+/// A hold set by [`Proxy::hold_after`].
+pub struct Held<'a> {
+    proxy: &'a Proxy,
+    held: u64,
+}
+
+impl Held<'_> {
+    /// Waits until the held request has arrived (panics after two minutes).
+    pub async fn arrived(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.proxy.requests() < self.held {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {} never reached the proxy ({} did)",
+                self.held,
+                self.proxy.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
