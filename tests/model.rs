@@ -116,6 +116,7 @@ fn full_cycle_is_consistent() {
 
 /// The full cycle with the delete delivered twice.
 #[test]
+#[ignore = "about 2 minutes under load: run by hand"]
 fn full_cycle_with_duplicates_is_consistent() {
     holds(Config::cycle_dup(Scenario::Cycle, Variant::Fixed));
 }
