@@ -217,8 +217,8 @@ async fn edits_with_a_view_from_before_the_start_reach_the_new_index() {
 
 /// 3. A document deleted after the migration path checked it, and whose
 ///    tombstone is gone by the time the batch writes, does not stay in the
-///    new index: the outcome record finds it missing and hands it to the
-///    edit path.
+///    new index: the batch reads the stores' version back after its write,
+///    sees it moved on, and hands the document to the edit path.
 #[tokio::test]
 async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index() {
     let env = TestEnv::new("ac").await;
