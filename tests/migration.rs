@@ -641,12 +641,15 @@ async fn a_projection_taken_before_an_edit_never_overwrites_it_in_either_order()
         [1, 1, 0, 0, 0],
         "the stale projection of b was written (migrated, postponed, dropped, requeued, failed)"
     );
+    // The batch read the stores back after its write, saw them at the
+    // edit's version, and handed b to the edit path: the stale version did
+    // not stay, even before the edit's own message arrives.
     assert_eq!(
         stored(&env, &migration, &b)
             .await
             .expect("b migrated")
             .version(),
-        old_b
+        new_b
     );
     broker
         .publish_event("edit", &edits[&b])
