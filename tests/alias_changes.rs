@@ -230,16 +230,8 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
     // bulk write (3), held until the document is deleted: from the stores
     // and Current, and (as if its tombstone had expired) not from the new
     // index.
-    let (worker, proxy) = proxied_ctx(&env).await;
-    let held = proxy.hold_after(2);
-    let run = tokio::spawn(async move { migration::process(&worker, &batch).await });
-    held.arrived().await;
-    let broker = env.broker().await;
-    Pipeline::new(&env.ctx, &broker, 5)
-        .delete(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let (run, proxy) = held_batch(&env, batch).await;
+    delete_in_stores(&env, &id).await;
     delete_raw(&env, &env.current_index().await, &id).await;
     proxy.release();
     let (_, report) = run.await.expect("batch task");
@@ -248,6 +240,33 @@ async fn a_document_deleted_while_its_batch_runs_does_not_stay_in_the_new_index(
         doc(&env, &target, &id).await.is_none(),
         "the deleted document stayed in the new index"
     );
+}
+
+/// Starts `batch` on a worker whose index requests pass a proxy that holds
+/// the bulk write (its third request: alias read, Current mget, bulk);
+/// returns once the write is held.
+async fn held_batch(
+    env: &TestEnv,
+    batch: Vec<MigrateMessage>,
+) -> (
+    tokio::task::JoinHandle<(Vec<migration::Disposition>, migration::BatchReport)>,
+    Proxy,
+) {
+    let (worker, proxy) = proxied_ctx(env).await;
+    let held = proxy.hold_after(2);
+    let run = tokio::spawn(async move { migration::process(&worker, &batch).await });
+    held.arrived().await;
+    (run, proxy)
+}
+
+/// Deletes `id` in the stores (its message is not applied).
+async fn delete_in_stores(env: &TestEnv, id: &DocId) {
+    let broker = env.broker().await;
+    Pipeline::new(&env.ctx, &broker, 5)
+        .delete(id)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// Deletes `id` from one index without a tombstone, as a compare-and-set
@@ -300,16 +319,8 @@ async fn a_batch_delayed_across_complete_and_rollback_does_not_resurrect_a_delet
     // bulk write (3), held while the document is deleted from the stores
     // and from Current (the index it was checked in), and the migration
     // completes and is rolled back.
-    let (worker, proxy) = proxied_ctx(&env).await;
-    let held = proxy.hold_after(2);
-    let run = tokio::spawn(async move { migration::process(&worker, &batch).await });
-    held.arrived().await;
-    let broker = env.broker().await;
-    Pipeline::new(&env.ctx, &broker, 8)
-        .delete(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let (run, proxy) = held_batch(&env, batch).await;
+    delete_in_stores(&env, &id).await;
     // The delete's worker had not seen the start: it deletes from Current
     // only; before its fresh check, the migration completes, so the delete
     // then finds the new index Current and leaves no tombstone in it.

@@ -40,19 +40,28 @@ impl State {
 
     /// Index with `version_type=external` (`IndexClient::put_external`).
     pub fn put_external(&mut self, idx: Idx, doc: u8, v: u8) -> Ext {
+        match self.write_ext(idx, doc, v, true) {
+            None => Ext::Conflict,
+            Some(_) => Ext::Done,
+        }
+    }
+
+    /// An external-version write of a live document or a tombstone:
+    /// `None` on conflict, else what the slot held before.
+    fn write_ext(&mut self, idx: Idx, doc: u8, v: u8, live: bool) -> Option<Option<Entry>> {
         let old = *self.slot(idx, doc);
         if old.is_some_and(|e| e.ver >= v) {
-            return Ext::Conflict;
+            return None;
         }
         *self.slot(idx, doc) = Some(Entry {
             content: v,
-            live: true,
+            live,
             seq: old.map_or(1, |e| e.seq + 1),
             ver: v,
             migrated_to: None,
             failed: None,
         });
-        Ext::Done
+        Some(old)
     }
 
     /// Delete with `version_type=external` to a concrete index name
@@ -66,22 +75,10 @@ impl State {
             i.incarnation += 1;
             i.docs = Default::default();
         }
-        let old = *self.slot(idx, doc);
-        if old.is_some_and(|e| e.ver >= v) {
-            return Ext::Conflict;
-        }
-        *self.slot(idx, doc) = Some(Entry {
-            content: v,
-            live: false,
-            seq: old.map_or(1, |e| e.seq + 1),
-            ver: v,
-            migrated_to: None,
-            failed: None,
-        });
-        if old.is_some_and(|e| e.live) {
-            Ext::Done
-        } else {
-            Ext::NotFound
+        match self.write_ext(idx, doc, v, false) {
+            None => Ext::Conflict,
+            Some(old) if old.is_some_and(|e| e.live) => Ext::Done,
+            Some(_) => Ext::NotFound,
         }
     }
 
