@@ -36,11 +36,13 @@ async fn skipping_dual_writes_is_caught() {
         "the checker missed a broken rule\n{}",
         out.report
     );
+    // Edits the new index missed: stale documents, or deleted ones left in
+    // it (the migration path's read-back repairs some of the stale ones).
     assert!(
         out.problems
             .iter()
-            .any(|p| p.contains("but the stores are at")),
-        "expected stale documents, got: {:?}",
+            .any(|p| p.contains("but the stores are at") || p.contains("but present in")),
+        "expected stale or deleted documents, got: {:?}",
         out.problems
     );
     assert!(out.report.contains("seed 4242"), "{}", out.report);
