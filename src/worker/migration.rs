@@ -17,6 +17,7 @@ use crate::index::{BulkItem, BulkOp, IndexError, StoredDoc, Target, Write};
 use crate::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use crate::retry::{retry, Transient};
 use crate::types::DocId;
+use futures::StreamExt;
 use std::collections::HashMap;
 
 /// What to do with each message of a batch once processed.
@@ -141,19 +142,24 @@ async fn process_inner(
     let results = bulk_with_retry(ctx, &writes).await?;
     let mut racing = behind_on_409(ctx, batch, &write_pos, &results).await?;
     racing.extend(moved_on(ctx, batch, &write_pos, &results).await?);
+    let racing_at: Vec<(usize, DocId)> = results
+        .iter()
+        .zip(&write_pos)
+        .filter(|(item, _)| item.result.is_ok() && racing.contains(&item.id))
+        .map(|(item, (pos, _))| (*pos, item.id.clone()))
+        .collect();
+    for (pos, settled) in settle(ctx, racing_at).await {
+        if settled {
+            report.migrated += 1;
+        } else {
+            out[pos] = Disposition::Requeue;
+            report.requeued += 1;
+        }
+    }
     for (item, (pos, seen)) in results.into_iter().zip(write_pos) {
         let partial = match item.result {
-            Ok(_) if racing.contains(&item.id) => {
-                // The edit path writes the stores' latest state to every
-                // index a reader may use, with its own outcome record.
-                if edit_path(ctx, &item.id).await {
-                    report.migrated += 1;
-                } else {
-                    out[pos] = Disposition::Requeue;
-                    report.requeued += 1;
-                }
-                continue;
-            }
+            // Settled by the edit path above, with its own outcome record.
+            Ok(_) if racing.contains(&item.id) => continue,
             Ok(Write::Done) | Ok(Write::Stale) => {
                 report.migrated += 1;
                 records::success(&target)
@@ -270,21 +276,39 @@ async fn behind_on_409(
         .collect())
 }
 
-/// Runs the edit path for one document on behalf of the migration path;
-/// false if it failed after its retries (logged).
-async fn edit_path(ctx: &Ctx, id: &DocId) -> bool {
-    let msg = DocMessage {
-        kind: DocKind::Edit,
-        id: id.clone(),
-        version: None,
-    };
-    match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(%id, error = %e, "the edit path could not settle a document for the migration path; requeued");
-            false
-        }
-    }
+/// How many racing documents of one batch the edit path settles at once.
+const SETTLE_CONCURRENCY: usize = 8;
+
+/// Runs the edit path for the racing documents of a batch (by position),
+/// a few at a time and all within one retry budget, so that a batch full of
+/// races cannot hold its messages unacknowledged for minutes; returns
+/// whether each one settled. Those that did not are requeued (logged).
+async fn settle(ctx: &Ctx, racing: Vec<(usize, DocId)>) -> Vec<(usize, bool)> {
+    let deadline = tokio::time::Instant::now() + ctx.policy.budget;
+    futures::stream::iter(racing)
+        .map(|(pos, id)| async move {
+            let msg = DocMessage {
+                kind: DocKind::Edit,
+                id: id.clone(),
+                version: None,
+            };
+            let run = retry(&ctx.policy, "apply edit", || apply(ctx, &msg));
+            let settled = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(%id, error = %e, "the edit path could not settle a document for the migration path; requeued");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(%id, "the batch's retry budget ran out before the edit path settled this document; requeued");
+                    false
+                }
+            };
+            (pos, settled)
+        })
+        .buffer_unordered(SETTLE_CONCURRENCY)
+        .collect()
+        .await
 }
 
 /// Notes a sign of index overload, for the throttle.
