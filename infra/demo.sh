@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # The main job on the local stack, from a fresh clone: starts (and if needed
-# installs) the stack, then `ferry demo`: seed documents (a few broken on
-# purpose), migrate them while uploads, edits and deletes flow, complete,
-# verify every document against the stores, and print what happened.
+# installs) the stack, builds ferry, then `ferry demo`: seed documents (a few
+# broken on purpose), migrate them while uploads, edits and deletes flow,
+# complete, verify every document against the stores, and print a report.
+# The worker's logs go to a file (named below), not between the progress
+# lines and the report.
 #
 #   infra/demo.sh                       3,000 documents
 #   infra/demo.sh --count 20000         more
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "starting the local stack (RabbitMQ, moto, osmem)"
 infra/stack.sh up
 eval "$(infra/stack.sh env)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ferry/target}
-export FERRY_LOG=${FERRY_LOG:-warn}
-cargo run --locked --quiet -- demo "$@"
+
+step "building ferry (the first build takes about ten minutes)"
+cargo build --locked --bin ferry
+
+logs=$HOME/.cache/ferry/logs
+mkdir -p "$logs"
+export FERRY_LOG_FILE=${FERRY_LOG_FILE:-$logs/demo-$(date +%Y%m%d-%H%M%S).log}
+export FERRY_LOG=${FERRY_LOG:-info}
+step "running the demo (worker logs: $FERRY_LOG_FILE)"
+"$CARGO_TARGET_DIR/debug/ferry" demo "$@"

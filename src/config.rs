@@ -6,7 +6,40 @@
 use crate::retry::RetryPolicy;
 use crate::types::{IndexName, InvalidValue, Secret};
 use clap::Args;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// Where the admin server listens: an `ip:port`, or nowhere (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminBind(pub Option<SocketAddr>);
+
+impl AdminBind {
+    /// No admin server.
+    pub const OFF: AdminBind = AdminBind(None);
+}
+
+impl FromStr for AdminBind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(Self::OFF);
+        }
+        s.parse()
+            .map(|a| AdminBind(Some(a)))
+            .map_err(|e| format!("{e}: expected ip:port (like 0.0.0.0:8080) or off"))
+    }
+}
+
+impl fmt::Display for AdminBind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -20,11 +53,17 @@ pub struct Settings {
         long,
         env = "FERRY_INDEX_URL",
         default_value = "http://127.0.0.1:9200",
-        global = true
+        global = true,
+        help_heading = "Index server"
     )]
     pub index_url: String,
     /// Index server user name (basic auth), if any.
-    #[arg(long, env = "FERRY_INDEX_USERNAME", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_INDEX_USERNAME",
+        global = true,
+        help_heading = "Index server"
+    )]
     pub index_username: Option<String>,
     /// Index server password (basic auth), if any.
     #[arg(
@@ -33,11 +72,12 @@ pub struct Settings {
         hide_env_values = true,
         default_value = "",
         hide_default_value = true,
-        global = true
+        global = true,
+        help_heading = "Index server"
     )]
     pub index_password: Secret,
     /// Timeout of one index request.
-    #[arg(long, env = "FERRY_INDEX_TIMEOUT", value_parser = duration, default_value = "30s", global = true)]
+    #[arg(long, env = "FERRY_INDEX_TIMEOUT", value_parser = duration, default_value = "30s", global = true, help_heading = "Index server")]
     pub index_timeout: Duration,
 
     /// RabbitMQ URL (amqp:// or amqps://); its password is never printed.
@@ -46,7 +86,8 @@ pub struct Settings {
         env = "FERRY_AMQP_URL",
         hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        global = true
+        global = true,
+        help_heading = "Broker"
     )]
     pub amqp_url: Secret,
     /// Prefix of every exchange and queue name (isolates environments and tests).
@@ -54,7 +95,8 @@ pub struct Settings {
         long,
         env = "FERRY_QUEUE_PREFIX",
         default_value = "ferry",
-        global = true
+        global = true,
+        help_heading = "Broker"
     )]
     pub queue_prefix: String,
     /// Topology file (RabbitMQ definitions format).
@@ -62,27 +104,44 @@ pub struct Settings {
         long,
         env = "FERRY_TOPOLOGY",
         default_value = "queues/topology.json",
-        global = true
+        global = true,
+        help_heading = "Broker"
     )]
     pub topology: String,
 
     /// AWS endpoint override for S3 and DynamoDB (LocalStack, moto); unset for real AWS.
-    #[arg(long, env = "FERRY_AWS_ENDPOINT", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_AWS_ENDPOINT",
+        global = true,
+        help_heading = "Stores"
+    )]
     pub aws_endpoint: Option<String>,
     /// S3 endpoint override, when S3 is served apart from DynamoDB (the fast
     /// local stack); falls back to the AWS endpoint override.
-    #[arg(long, env = "FERRY_S3_ENDPOINT", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_S3_ENDPOINT",
+        global = true,
+        help_heading = "Stores"
+    )]
     pub s3_endpoint: Option<String>,
     /// DynamoDB endpoint override, when DynamoDB is served apart from S3;
     /// falls back to the AWS endpoint override.
-    #[arg(long, env = "FERRY_DYNAMO_ENDPOINT", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_DYNAMO_ENDPOINT",
+        global = true,
+        help_heading = "Stores"
+    )]
     pub dynamo_endpoint: Option<String>,
     /// AWS region.
     #[arg(
         long,
         env = "FERRY_AWS_REGION",
         default_value = "us-east-1",
-        global = true
+        global = true,
+        help_heading = "Stores"
     )]
     pub aws_region: String,
     /// S3 bucket holding one original JSON object per document id.
@@ -90,7 +149,8 @@ pub struct Settings {
         long,
         env = "FERRY_S3_BUCKET",
         default_value = "ferry-originals",
-        global = true
+        global = true,
+        help_heading = "Stores"
     )]
     pub s3_bucket: String,
     /// Key prefix of the originals in the bucket.
@@ -98,7 +158,8 @@ pub struct Settings {
         long,
         env = "FERRY_S3_PREFIX",
         default_value = "originals/",
-        global = true
+        global = true,
+        help_heading = "Stores"
     )]
     pub s3_prefix: String,
     /// DynamoDB table holding one edits item per document id.
@@ -106,7 +167,8 @@ pub struct Settings {
         long,
         env = "FERRY_DYNAMO_TABLE",
         default_value = "ferry-edits",
-        global = true
+        global = true,
+        help_heading = "Stores"
     )]
     pub dynamo_table: String,
     /// DynamoDB table holding the scan lease and completion records.
@@ -114,7 +176,8 @@ pub struct Settings {
         long,
         env = "FERRY_LEASE_TABLE",
         default_value = "ferry-leases",
-        global = true
+        global = true,
+        help_heading = "Stores"
     )]
     pub lease_table: String,
 
@@ -123,7 +186,8 @@ pub struct Settings {
         long,
         env = "FERRY_CURRENT_ALIAS",
         default_value = "Images_Current",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub current_alias: IndexName,
     /// Alias of the migration target; present while a migration runs.
@@ -131,7 +195,8 @@ pub struct Settings {
         long,
         env = "FERRY_MIGRATION_ALIAS",
         default_value = "Images_Migration",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub migration_alias: IndexName,
     /// Alias of the index that was Current before the last completion.
@@ -139,7 +204,8 @@ pub struct Settings {
         long,
         env = "FERRY_HISTORICAL_ALIAS",
         default_value = "Images_Historical",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub historical_alias: IndexName,
     /// Alias that pauses the scanner when it is on the migration index.
@@ -147,7 +213,8 @@ pub struct Settings {
         long,
         env = "FERRY_PAUSED_ALIAS",
         default_value = "MIGRATION_PAUSED",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub paused_alias: IndexName,
     /// Alias that lets readers preview the migration index.
@@ -155,7 +222,8 @@ pub struct Settings {
         long,
         env = "FERRY_PREVIEW_ALIAS",
         default_value = "MIGRATION_COMPLETION_PREVIEW",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub preview_alias: IndexName,
     /// Prefix of the index names `start` creates (`<prefix>_<UTC timestamp>`).
@@ -163,7 +231,8 @@ pub struct Settings {
         long,
         env = "FERRY_INDEX_PREFIX",
         default_value = "images",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub index_prefix: String,
     /// Mapping and settings file used by `start` and `seed`.
@@ -171,81 +240,104 @@ pub struct Settings {
         long,
         env = "FERRY_MAPPING",
         default_value = "infra/mapping.json",
-        global = true
+        global = true,
+        help_heading = "Aliases and indices"
     )]
     pub mapping: String,
 
     /// After a completion, how long edits keep reaching the Historical index
     /// and `rollback` is allowed (0 turns both off).
-    #[arg(long, env = "FERRY_ROLLBACK_WINDOW", value_parser = duration, default_value = "24h", global = true)]
+    #[arg(long, env = "FERRY_ROLLBACK_WINDOW", value_parser = duration, default_value = "24h", global = true, help_heading = "Safety")]
     pub rollback_window: Duration,
     /// How far apart the clocks of workers and operators may be: workers
     /// keep writing the Historical index this long after the rollback
     /// window ends, and `rollback` is refused this long before it ends.
-    #[arg(long, env = "FERRY_CLOCK_MARGIN", value_parser = duration, default_value = "1m", global = true)]
+    #[arg(long, env = "FERRY_CLOCK_MARGIN", value_parser = duration, default_value = "1m", global = true, help_heading = "Safety")]
     pub clock_margin: Duration,
     /// Shortest `index.gc_deletes` (how long the engine keeps delete
     /// tombstones) that `start` accepts for a new index; `start` sets it
     /// when the mapping file does not.
-    #[arg(long, env = "FERRY_MIN_GC_DELETES", value_parser = duration, default_value = "1h", global = true)]
+    #[arg(long, env = "FERRY_MIN_GC_DELETES", value_parser = duration, default_value = "1h", global = true, help_heading = "Safety")]
     pub min_gc_deletes: Duration,
     /// Messages processed at once by one worker.
-    #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "FERRY_CONCURRENCY",
+        default_value_t = 16,
+        global = true,
+        help_heading = "Worker tuning"
+    )]
     pub concurrency: usize,
     /// Migration messages per batch (one bulk write).
-    #[arg(long, env = "FERRY_BATCH_SIZE", default_value_t = 100, global = true)]
+    #[arg(
+        long,
+        env = "FERRY_BATCH_SIZE",
+        default_value_t = 100,
+        global = true,
+        help_heading = "Worker tuning"
+    )]
     pub batch_size: usize,
     /// Longest a migration batch waits to fill before it is processed.
-    #[arg(long, env = "FERRY_BATCH_WAIT", value_parser = duration, default_value = "50ms", global = true)]
+    #[arg(long, env = "FERRY_BATCH_WAIT", value_parser = duration, default_value = "50ms", global = true, help_heading = "Worker tuning")]
     pub batch_wait: Duration,
     /// Documents per scan page and per projection batch.
-    #[arg(long, env = "FERRY_SCAN_PAGE", default_value_t = 500, global = true)]
+    #[arg(
+        long,
+        env = "FERRY_SCAN_PAGE",
+        default_value_t = 500,
+        global = true,
+        help_heading = "Worker tuning"
+    )]
     pub scan_page: usize,
     /// S3 reads in flight during batched projection.
     #[arg(
         long,
         env = "FERRY_STORE_CONCURRENCY",
         default_value_t = 32,
-        global = true
+        global = true,
+        help_heading = "Worker tuning"
     )]
     pub store_concurrency: usize,
     /// Documents one scan pass queues (at most 10,000, the result window
     /// of one search); the next pass waits until the queue is empty.
     #[arg(long, env = "FERRY_MAX_QUEUED", default_value_t = 2000,
-          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true, help_heading = "Worker tuning")]
     pub max_queued: u32,
     /// Pause between two scan passes that found nothing new.
-    #[arg(long, env = "FERRY_SCAN_INTERVAL", value_parser = duration, default_value = "5s", global = true)]
+    #[arg(long, env = "FERRY_SCAN_INTERVAL", value_parser = duration, default_value = "5s", global = true, help_heading = "Worker tuning")]
     pub scan_interval: Duration,
     /// Lifetime of the scan lease; renewed at a third of it.
-    #[arg(long, env = "FERRY_LEASE_TTL", value_parser = duration, default_value = "15s", global = true)]
+    #[arg(long, env = "FERRY_LEASE_TTL", value_parser = duration, default_value = "15s", global = true, help_heading = "Worker tuning")]
     pub lease_ttl: Duration,
     /// Total time a transient failure is retried before it counts as failed.
-    #[arg(long, env = "FERRY_RETRY_BUDGET", value_parser = duration, default_value = "30s", global = true)]
+    #[arg(long, env = "FERRY_RETRY_BUDGET", value_parser = duration, default_value = "30s", global = true, help_heading = "Worker tuning")]
     pub retry_budget: Duration,
     /// Largest message accepted; larger ones are dead-lettered.
     #[arg(
         long,
         env = "FERRY_MAX_MESSAGE_BYTES",
         default_value_t = 1_048_576,
-        global = true
+        global = true,
+        help_heading = "Broker"
     )]
     pub max_message_bytes: usize,
     /// How long alias state is cached by a worker.
-    #[arg(long, env = "FERRY_STATE_TTL", value_parser = duration, default_value = "1s", global = true)]
+    #[arg(long, env = "FERRY_STATE_TTL", value_parser = duration, default_value = "1s", global = true, help_heading = "Safety")]
     pub state_ttl: Duration,
     /// Time a worker takes to finish in-flight work after SIGTERM.
-    #[arg(long, env = "FERRY_SHUTDOWN_DEADLINE", value_parser = duration, default_value = "30s", global = true)]
+    #[arg(long, env = "FERRY_SHUTDOWN_DEADLINE", value_parser = duration, default_value = "30s", global = true, help_heading = "Worker tuning")]
     pub shutdown_deadline: Duration,
 
-    /// Address of the admin HTTP server (loopback unless told otherwise).
+    /// Address of the admin HTTP server (loopback unless told otherwise),
+    /// or `off`.
     #[arg(
         long,
         env = "FERRY_ADMIN_BIND",
         default_value = "127.0.0.1:8080",
-        global = true
+        global = true,
+        help_heading = "Admin server"
     )]
-    pub admin_bind: String,
+    pub admin_bind: AdminBind,
     /// Bearer token required by state-changing admin endpoints.
     #[arg(
         long,
@@ -253,7 +345,8 @@ pub struct Settings {
         hide_env_values = true,
         default_value = "",
         hide_default_value = true,
-        global = true
+        global = true,
+        help_heading = "Admin server"
     )]
     pub admin_token: Secret,
 }
@@ -283,7 +376,7 @@ impl Settings {
         s.preview_alias = alias("PREVIEW")?;
         s.index_prefix = name.to_lowercase();
         s.queue_prefix = name.to_lowercase();
-        s.admin_bind = "off".into();
+        s.admin_bind = AdminBind::OFF;
         s.scan_interval = Duration::from_millis(500);
         Ok(s)
     }
@@ -351,7 +444,7 @@ impl Settings {
             ),
             ("FERRY_STATE_TTL", d(self.state_ttl)),
             ("FERRY_SHUTDOWN_DEADLINE", d(self.shutdown_deadline)),
-            ("FERRY_ADMIN_BIND", self.admin_bind.clone()),
+            ("FERRY_ADMIN_BIND", self.admin_bind.to_string()),
             ("FERRY_ADMIN_TOKEN", self.admin_token.expose().to_string()),
         ];
         // Optional settings are passed only when set: an empty variable

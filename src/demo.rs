@@ -4,6 +4,7 @@
 //! against the stores and reports. It uses its own uniquely named aliases,
 //! indices and queues, so it never touches anything else on the stack.
 
+use crate::context::Ctx;
 use crate::index::scan::TermBucket;
 use crate::ops::lifecycle::Gate;
 use crate::ops::{self, OpsError};
@@ -11,7 +12,6 @@ use crate::queue::Broker;
 use crate::seed::pipeline::Pipeline;
 use crate::seed::{self, SeedOptions};
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use rand::Rng;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -76,7 +76,7 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
     let clock = Instant::now();
 
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(crate::worker::run(settings.clone(), shutdown.clone()));
+    let worker = tokio::spawn(crate::app::run(settings.clone(), shutdown.clone()));
     let broker = Broker::connect(&settings).await?;
 
     let stop_changes = Arc::new(AtomicBool::new(false));

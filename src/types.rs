@@ -83,6 +83,19 @@ impl fmt::Display for DocId {
 pub struct IndexName(String);
 
 impl IndexName {
+    /// Names as a comma-separated list ("a, b"; "-" for none), for
+    /// messages and pages.
+    pub fn list(names: &[IndexName]) -> String {
+        if names.is_empty() {
+            return "-".into();
+        }
+        names
+            .iter()
+            .map(IndexName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Validates an index or alias name.
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidValue> {
         let raw = raw.into();
@@ -123,6 +136,27 @@ impl<'de> Deserialize<'de> for IndexName {
 impl fmt::Display for IndexName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// An index name reads as the text it is (`&IndexName` where `&str` is
+/// wanted), so that validated names flow into URLs and messages unchanged.
+impl std::ops::Deref for IndexName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<String> for IndexName {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for IndexName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -182,6 +216,27 @@ impl<'de> Deserialize<'de> for Version {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Where a document stood in its index when it was read: its `_seq_no`
+/// and `_primary_term`, which a compare-and-set write names so that it
+/// lands only if nothing changed the document since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeqTerm {
+    /// `_seq_no`.
+    pub seq_no: u64,
+    /// `_primary_term`.
+    pub primary_term: u64,
+}
+
+impl SeqTerm {
+    /// The query parameters of a write conditional on this position.
+    pub fn condition(self) -> String {
+        format!(
+            "if_seq_no={}&if_primary_term={}",
+            self.seq_no, self.primary_term
+        )
     }
 }
 

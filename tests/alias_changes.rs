@@ -7,14 +7,15 @@
 
 mod support;
 
+use ferry::context::Ctx;
 use ferry::index::{records, Target};
 use ferry::ops::lifecycle::{self, Gate};
 use ferry::ops::OpsError;
 use ferry::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use ferry::seed::pipeline::Pipeline;
 use ferry::types::{DocId, IndexName, Version};
-use ferry::worker::edits::{apply, Applied, EditError};
-use ferry::worker::{migration, Ctx};
+use ferry::worker::edit_path::{apply, Applied, EditError};
+use ferry::worker::migration_path as migration;
 use serde_json::json;
 use std::time::Duration;
 use support::docs::{doc, own_indices, start_migration, version_in};

@@ -12,7 +12,13 @@ use ferry::index::{BulkOp, IndexClient, Target, Write};
 use ferry::queue::broker::header;
 use ferry::queue::{Broker, QueueError};
 use ferry::stores::{Projection, ProjectionError, StoreError, Stores};
-use ferry::types::{DocId, IndexName, Version};
+use ferry::types::{DocId, IndexName, SeqTerm, Version};
+
+/// The position of a document's first write.
+const FIRST: SeqTerm = SeqTerm {
+    seq_no: 0,
+    primary_term: 1,
+};
 use futures::{StreamExt, TryStreamExt};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use reqwest::Method;
@@ -43,7 +49,7 @@ fn index_name(env: &TestEnv, suffix: &str) -> IndexName {
 /// Creates `<env>_<suffix>` from `infra/mapping.json`.
 async fn mapped_index(env: &TestEnv, suffix: &str) -> IndexName {
     let index = index_name(env, suffix);
-    let mapping = ferry::ops::lifecycle::read_mapping(&env.settings.mapping).expect("mapping file");
+    let mapping = ferry::index::read_mapping(&env.settings.mapping).expect("mapping file");
     env.ctx
         .index
         .create_index(&index, &mapping)
@@ -180,15 +186,15 @@ async fn aliases_are_read_and_changed_in_one_atomic_request() {
 
     ix.update_aliases(&[
         AliasAction::Add {
-            index: a.to_string(),
+            index: IndexName::parse(a.to_string()).unwrap(),
             alias: names.current.clone(),
         },
         AliasAction::Add {
-            index: b.to_string(),
+            index: IndexName::parse(b.to_string()).unwrap(),
             alias: names.migration.clone(),
         },
         AliasAction::Add {
-            index: b.to_string(),
+            index: IndexName::parse(b.to_string()).unwrap(),
             alias: names.paused.clone(),
         },
     ])
@@ -205,23 +211,23 @@ async fn aliases_are_read_and_changed_in_one_atomic_request() {
     // A completion: add and remove in the same request.
     ix.update_aliases(&[
         AliasAction::Remove {
-            index: a.to_string(),
+            index: IndexName::parse(a.to_string()).unwrap(),
             alias: names.current.clone(),
         },
         AliasAction::Add {
-            index: a.to_string(),
+            index: IndexName::parse(a.to_string()).unwrap(),
             alias: names.historical.clone(),
         },
         AliasAction::Remove {
-            index: b.to_string(),
+            index: IndexName::parse(b.to_string()).unwrap(),
             alias: names.migration.clone(),
         },
         AliasAction::Remove {
-            index: b.to_string(),
+            index: IndexName::parse(b.to_string()).unwrap(),
             alias: names.paused.clone(),
         },
         AliasAction::Add {
-            index: b.to_string(),
+            index: IndexName::parse(b.to_string()).unwrap(),
             alias: names.current.clone(),
         },
     ])
@@ -242,15 +248,15 @@ async fn aliases_are_read_and_changed_in_one_atomic_request() {
     let err = ix
         .update_aliases(&[
             AliasAction::Add {
-                index: a.to_string(),
+                index: IndexName::parse(a.to_string()).unwrap(),
                 alias: names.migration.clone(),
             },
             AliasAction::Remove {
-                index: b.to_string(),
+                index: IndexName::parse(b.to_string()).unwrap(),
                 alias: names.current.clone(),
             },
             AliasAction::Add {
-                index: missing.to_string(),
+                index: IndexName::parse(missing.to_string()).unwrap(),
                 alias: names.preview.clone(),
             },
         ])
@@ -280,7 +286,7 @@ async fn create_index_applies_the_mapping_file() {
     let index = index_name(&env, "mapped");
     assert!(!ix.exists(&index).await.unwrap());
 
-    let mapping = ferry::ops::lifecycle::read_mapping(&env.settings.mapping).unwrap();
+    let mapping = ferry::index::read_mapping(&env.settings.mapping).unwrap();
     ix.create_index(&index, &mapping).await.unwrap();
     assert!(ix.exists(&index).await.unwrap());
 
@@ -308,7 +314,7 @@ async fn create_index_applies_the_mapping_file() {
     assert_eq!(again.status(), Some(400), "{again}");
     assert_eq!(again.kind(), Some("resource_already_exists_exception"));
 
-    let unreadable = ferry::ops::lifecycle::read_mapping("/nonexistent/mapping.json");
+    let unreadable = ferry::index::read_mapping("/nonexistent/mapping.json");
     assert!(unreadable.is_err());
 
     ix.delete_index(&index).await.unwrap();
@@ -502,10 +508,16 @@ async fn put_cas_writes_only_over_what_was_read() {
         "create over an existing document"
     );
 
-    let seen = (first.seq_no, first.primary_term);
+    let seen = first.seq_term();
     let wrong = [
-        (first.seq_no + 100, first.primary_term),
-        (first.seq_no, first.primary_term + 1),
+        SeqTerm {
+            seq_no: first.seq_no + 100,
+            ..seen
+        },
+        SeqTerm {
+            primary_term: first.primary_term + 1,
+            ..seen
+        },
     ];
     for w in wrong {
         assert_eq!(
@@ -637,7 +649,7 @@ async fn update_partial_merges_and_never_creates_documents() {
         Write::Done
     );
     let before = ix.get(&index, &d).await.unwrap().unwrap();
-    let seen = Some((before.seq_no, before.primary_term));
+    let seen = Some(before.seq_term());
 
     assert_eq!(
         ix.update_partial(&to, &d, &records::success(&target), seen)
@@ -732,7 +744,7 @@ async fn writes_through_a_missing_alias_are_skipped_and_create_no_index() {
             "{to:?}"
         );
         assert_eq!(
-            ix.put_cas(to, &d, Some((0, 1)), &doc(&d, 1, "x"))
+            ix.put_cas(to, &d, Some(FIRST), &doc(&d, 1, "x"))
                 .await
                 .unwrap(),
             Write::NoAlias,
@@ -746,7 +758,7 @@ async fn writes_through_a_missing_alias_are_skipped_and_create_no_index() {
             "{to:?}"
         );
         assert_eq!(
-            ix.update_partial(to, &d, &json!({ "a": 1 }), Some((0, 1)))
+            ix.update_partial(to, &d, &json!({ "a": 1 }), Some(FIRST))
                 .await
                 .unwrap(),
             Write::NoAlias,
@@ -758,7 +770,7 @@ async fn writes_through_a_missing_alias_are_skipped_and_create_no_index() {
             "{to:?}"
         );
         assert_eq!(
-            ix.delete_cas(to, &d, 0, 1).await.unwrap(),
+            ix.delete_cas(to, &d, FIRST).await.unwrap(),
             Write::NoAlias,
             "{to:?}"
         );
@@ -797,7 +809,7 @@ async fn writes_through_a_missing_alias_are_skipped_and_create_no_index() {
     let real = mapped_index(&env, "real").await;
     let alias = lower.name().clone();
     ix.update_aliases(&[AliasAction::Add {
-        index: real.to_string(),
+        index: IndexName::parse(real.to_string()).unwrap(),
         alias: alias.clone(),
     }])
     .await
@@ -821,7 +833,7 @@ async fn writes_through_a_missing_alias_are_skipped_and_create_no_index() {
         .expect("written into the aliased index");
     assert_eq!(stored.index, real.as_str());
     assert_eq!(stored.source["uploadedBy"], json!("y"));
-    let seen = (stored.seq_no, stored.primary_term);
+    let seen = stored.seq_term();
     assert_eq!(
         ix.put_cas(&lower, &d, Some(seen), &doc(&d, 2, "z"))
             .await
@@ -958,7 +970,7 @@ async fn bulk_reports_every_item_on_its_own() {
         );
     }
     let seen = ix.get(&index, &edited).await.unwrap().unwrap();
-    let seen = Some((seen.seq_no, seen.primary_term));
+    let seen = Some(seen.seq_term());
 
     let mut bad_doc = doc(&bad, 1, "bad");
     bad_doc["metadata"]["dateTaken"] = json!("not a date");
@@ -1479,7 +1491,7 @@ async fn awkward_ids_are_stored_and_read_back_under_exactly_that_id() {
     // Single-document CAS and delete paths with the same ids.
     for d in &ids {
         let got = ix.get(&index, d).await.unwrap().unwrap();
-        let seen = Some((got.seq_no, got.primary_term));
+        let seen = Some(got.seq_term());
         assert_eq!(
             ix.put_cas(&to, d, seen, &doc(d, 3, "cas")).await.unwrap(),
             Write::Done,

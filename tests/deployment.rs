@@ -544,7 +544,7 @@ fn image() -> Image {
             .unwrap_or_else(|| panic!("infra/Dockerfile: ENV {var} (absolute) is missing"));
         assert_in_image("infra/Dockerfile", var, path);
     }
-    let admin_port = container_admin_port("infra/Dockerfile", &settings.admin_bind);
+    let admin_port = container_admin_port("infra/Dockerfile", &settings.admin_bind.to_string());
     let exposed: Vec<u16> = runtime
         .all("EXPOSE")
         .flat_map(|a| {
@@ -1106,7 +1106,7 @@ fn the_compose_file_builds_the_image_and_wires_the_services_together() {
 
         let env = compose_env(def);
         let settings = settings_from(&origin, &env);
-        let port = container_admin_port(&origin, &settings.admin_bind);
+        let port = container_admin_port(&origin, &settings.admin_bind.to_string());
         assert_eq!(
             port, img.admin_port,
             "{origin}: admin port differs from the image's"
@@ -1417,7 +1417,7 @@ fn the_kubernetes_manifests_agree_with_the_image_and_each_other() {
     {
         assert_in_image("ConfigMap", "FERRY_MAPPING", &settings.mapping);
     }
-    let port = container_admin_port("ConfigMap", &settings.admin_bind);
+    let port = container_admin_port("ConfigMap", &settings.admin_bind.to_string());
     assert_eq!(
         port, img.admin_port,
         "ConfigMap: admin port differs from the image's EXPOSE"

@@ -5,14 +5,14 @@
 
 mod support;
 
+use ferry::context::Ctx;
 use ferry::index::{records, Target, Write};
 use ferry::ops::lifecycle::{self, Gate};
 use ferry::queue::{Broker, DocKind, DocMessage, MigrateMessage, Payload};
 use ferry::seed::pipeline::Pipeline;
 use ferry::stores::Projection;
 use ferry::types::{DocId, IndexName, Version};
-use ferry::worker::edits::{apply, write_cas, Mark};
-use ferry::worker::Ctx;
+use ferry::worker::edit_path::{apply, write_cas, Mark};
 use futures::StreamExt;
 use lapin::types::FieldTable;
 use serde_json::json;

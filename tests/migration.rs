@@ -811,7 +811,9 @@ async fn a_scan_pass_queues_at_most_max_queued_and_leaves_no_point_in_time_open(
     env.settings.scan_page = 30;
     env.settings.max_queued = 70;
     let (_, current, _) = seeded_migration(&env, 200, 0).await;
-    let ctx = ferry::worker::Ctx::new(env.settings.clone()).await.unwrap();
+    let ctx = ferry::context::Ctx::new(env.settings.clone())
+        .await
+        .unwrap();
     let broker = env.broker().await;
     let lease = LeaseHandle::assumed("test".into(), Instant::now() + Duration::from_secs(600));
     let shutdown = CancellationToken::new();

@@ -30,8 +30,8 @@ fn index(raw: &str) -> IndexName {
 }
 
 /// The index `seed` puts the Current alias on.
-fn legacy(env: &TestEnv) -> String {
-    format!("{}_legacy", env.name)
+fn legacy(env: &TestEnv) -> IndexName {
+    IndexName::parse(format!("{}_legacy", env.name)).expect("index name")
 }
 
 async fn aliases(env: &TestEnv) -> AliasState {
@@ -43,7 +43,7 @@ async fn aliases(env: &TestEnv) -> AliasState {
 }
 
 /// The one migration index (panics unless exactly one carries the alias).
-async fn migration_index(env: &TestEnv) -> String {
+async fn migration_index(env: &TestEnv) -> IndexName {
     let st = aliases(env).await;
     match &st.migration[..] {
         [one] => one.clone(),
@@ -346,7 +346,7 @@ async fn start_pause_resume_preview_and_unpreview_flip_the_aliases() {
     assert_eq!(aliases(&env).await, st, "a refused start changes nothing");
     assert_eq!(
         indices_of(&env).await,
-        BTreeSet::from([legacy.clone(), target.clone()]),
+        BTreeSet::from([legacy.to_string(), target.to_string()]),
         "a refused start creates no index"
     );
 
@@ -628,7 +628,10 @@ async fn abandon_keeps_or_deletes_the_half_built_index() {
         !env.ctx.index.exists(&index(&second)).await.expect("exists"),
         "--delete-index deletes it"
     );
-    assert_eq!(indices_of(&env).await, BTreeSet::from([legacy, first]));
+    assert_eq!(
+        indices_of(&env).await,
+        BTreeSet::from([legacy.to_string(), first.to_string()])
+    );
 }
 
 #[tokio::test]
@@ -996,7 +999,7 @@ async fn invariant_violations_are_reported_and_block_changes() {
     ok(&env, &["start"]).await;
     let target = migration_index(&env).await;
     let stray = format!("{}_stray", env.name);
-    let mapping = ferry::ops::lifecycle::read_mapping(&env.settings.mapping).expect("mapping");
+    let mapping = ferry::index::read_mapping(&env.settings.mapping).expect("mapping");
     env.ctx
         .index
         .create_index(&index(&stray), &mapping)
@@ -1005,11 +1008,11 @@ async fn invariant_violations_are_reported_and_block_changes() {
 
     // Current on a second index.
     let add = |i: &str, a: &IndexName| AliasAction::Add {
-        index: i.to_string(),
+        index: index(i),
         alias: a.clone(),
     };
     let remove = |i: &str, a: &IndexName| AliasAction::Remove {
-        index: i.to_string(),
+        index: index(i),
         alias: a.clone(),
     };
     env.ctx
@@ -1060,7 +1063,7 @@ async fn invariant_violations_are_reported_and_block_changes() {
     );
     assert_eq!(
         indices_of(&env).await,
-        BTreeSet::from([legacy.clone(), target.clone(), stray.clone()])
+        BTreeSet::from([legacy.to_string(), target.to_string(), stray.clone()])
     );
 
     // Repaired by hand, then Migration also on the Current index.
@@ -1383,7 +1386,10 @@ async fn mutations_need_the_token() {
         .await;
     assert_eq!(
         (code, r),
-        (400, json!({ "invalid": "name ids or a message" }))
+        (
+            400,
+            json!({ "invalid": "name document ids, or a failure message" })
+        )
     );
     let unknown = format!("{}-nope", env.name);
     let (code, q, _) = admin

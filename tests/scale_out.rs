@@ -176,7 +176,9 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
         let (stop, ids, target) = (stop.clone(), ids.clone(), target.clone());
         let ctx_env = TestEnv {
             settings: env.settings.clone(),
-            ctx: ferry::worker::Ctx::new(env.settings.clone()).await.unwrap(),
+            ctx: ferry::context::Ctx::new(env.settings.clone())
+                .await
+                .unwrap(),
             name: env.name.clone(),
         };
         tokio::spawn(async move {

@@ -4,7 +4,6 @@
 
 use super::auth::Authorized;
 use super::AppState;
-use crate::ops::lifecycle::Gate;
 use crate::ops::{self, OpsError};
 use crate::types::DocId;
 use axum::extract::rejection::JsonRejection;
@@ -86,7 +85,7 @@ async fn worker(State(st): State<AppState>) -> ApiResult {
         "holds_scan_lease": st.lease.held(),
         "broker_connected": st.ctx.broker_up.load(Ordering::Relaxed),
         "degraded": st.ctx.health.is_degraded(),
-        "throttle": st.ctx.throttle.state(),
+        "throttle": st.ctx.pace.state(),
     }))
 }
 
@@ -127,11 +126,7 @@ struct VerifyQuery {
 }
 
 async fn verify(State(st): State<AppState>, Query(q): Query<VerifyQuery>) -> ApiResult {
-    let scope = if q.all {
-        ops::verify::Scope::All
-    } else {
-        ops::verify::Scope::Sample(q.sample.unwrap_or(200))
-    };
+    let scope = ops::input::scope(q.all, q.sample);
     ok(ops::verify::verify(&st.ctx, scope).await?)
 }
 
@@ -186,13 +181,9 @@ async fn complete(
     b: Result<Option<Json<CompleteBody>>, JsonRejection>,
 ) -> ApiResult {
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
-    let gate = if b.force {
-        let by =
-            b.by.unwrap_or_else(|| "an admin API caller (no `by` given)".into());
-        Gate::Forced { by }
-    } else {
-        Gate::checked(b.verify_sample.unwrap_or(100))
-    };
+    let by =
+        b.by.or_else(|| Some("an admin API caller (no `by` given)".into()));
+    let gate = ops::input::gate(b.force, by, b.verify_sample);
     ok(ops::lifecycle::complete(&st.ctx, gate).await?)
 }
 
@@ -218,19 +209,13 @@ struct IdsBody {
     message: Option<String>,
 }
 
-fn parse_ids(raw: Vec<String>) -> Result<Vec<DocId>, OpsError> {
-    raw.into_iter()
-        .map(|r| DocId::parse(r).map_err(OpsError::from))
-        .collect()
-}
-
 async fn queue(
     State(st): State<AppState>,
     _: Authorized,
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    let ids = parse_ids(b.ids)?;
+    let ids = ops::input::ids(&b.ids)?;
     let broker = st
         .broker()
         .await
@@ -244,13 +229,7 @@ async fn retry(
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    let selection = match b.message {
-        Some(m) => ops::failures::Selection::Message(m),
-        None if b.ids.is_empty() => {
-            return Err(OpsError::Invalid("name ids or a message".into()).into())
-        }
-        None => ops::failures::Selection::Ids(parse_ids(b.ids)?),
-    };
+    let selection = ops::input::selection(b.message, &b.ids)?;
     let broker = st
         .broker()
         .await
@@ -260,7 +239,7 @@ async fn retry(
 
 async fn throttle_get(State(st): State<AppState>) -> ApiResult {
     let cap = ops::throttle::get(&st.ctx).await?;
-    ok(json!({ "max_docs_per_second": cap.max_docs_per_second, "worker": st.ctx.throttle.state() }))
+    ok(json!({ "max_docs_per_second": cap.max_docs_per_second, "worker": st.ctx.pace.state() }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,9 +6,9 @@ pub mod api;
 pub mod auth;
 pub mod page;
 
+use crate::context::Ctx;
 use crate::queue::Broker;
 use crate::worker::lease::LeaseHandle;
-use crate::worker::Ctx;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -80,25 +80,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Starts the admin server unless `admin_bind` is `off`.
+/// Starts the admin server unless `admin_bind` is off.
 pub async fn spawn(
     ctx: Arc<Ctx>,
     lease: LeaseHandle,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
     metrics_handle();
-    let bind = ctx.settings.admin_bind.clone();
-    if bind == "off" {
-        return None;
-    }
-    let listener = match tokio::net::TcpListener::bind(&bind).await {
+    let bind = ctx.settings.admin_bind.0?;
+    let listener = match tokio::net::TcpListener::bind(bind).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(bind, error = %e, "cannot start the admin server");
+            tracing::error!(%bind, error = %e, "cannot start the admin server");
             return None;
         }
     };
-    tracing::info!(bind = %listener.local_addr().map(|a| a.to_string()).unwrap_or(bind), "admin server listening");
+    let bound = listener.local_addr().unwrap_or(bind);
+    tracing::info!(bind = %bound, "admin server listening");
     let app = router(AppState::new(ctx, lease));
     Some(tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -112,7 +110,7 @@ pub async fn spawn(
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let ctx = &st.ctx;
-    let mut problems = crate::worker::health::problems(ctx).await;
+    let mut problems = ctx.problems().await;
     if !ctx.broker_up.load(Ordering::Relaxed) {
         problems.push("broker: not connected".to_string());
     }

@@ -6,7 +6,7 @@ use super::auth::token_ok;
 use super::AppState;
 use crate::index::records::Outcome;
 use crate::ops::{self, failures::Overview, status::Status, OpsError};
-use crate::types::DocId;
+use crate::types::{DocId, IndexName};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -82,21 +82,14 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
 }
 
 fn status_block(s: &Status) -> Markup {
-    let show = |l: &[String]| {
-        if l.is_empty() {
-            "-".to_string()
-        } else {
-            l.join(", ")
-        }
-    };
     html! {
         h2 { "Migration" }
         p { "State: " strong #phase { (format!("{:?}", s.phase)) } @if s.preview { " (preview on)" } }
         @for v in &s.violations { p.bad { "Invariant broken: " (v) } }
         table {
-            tr { th { "Current" } td { code { (show(&s.aliases.current)) } } }
-            tr { th { "Migration" } td { code { (show(&s.aliases.migration)) } } }
-            tr { th { "Historical" } td { code { (show(&s.aliases.historical)) } } }
+            tr { th { "Current" } td { code { (IndexName::list(&s.aliases.current)) } } }
+            tr { th { "Migration" } td { code { (IndexName::list(&s.aliases.migration)) } } }
+            tr { th { "Historical" } td { code { (IndexName::list(&s.aliases.historical)) } } }
             @if let Some(p) = &s.progress {
                 tr { th { "Progress" } td {
                     progress #progress value=(p.migrated + p.failed) max=(p.total.max(1)) {}
@@ -176,13 +169,10 @@ async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response
         let body = html! { (DOCTYPE) html { body { h1 { "Wrong or missing admin token" } p { "Nothing was changed. " a href="/" { "Back" } } } } };
         return (StatusCode::UNAUTHORIZED, Html(body.into_string())).into_response();
     }
-    let selection = match (f.message, f.id) {
-        (Some(m), _) => ops::failures::Selection::Message(m),
-        (None, Some(id)) => match DocId::parse(id) {
-            Ok(id) => ops::failures::Selection::Ids(vec![id]),
-            Err(e) => return flash(&format!("invalid id: {e}")),
-        },
-        (None, None) => return flash("nothing to retry"),
+    let ids: Vec<String> = f.id.into_iter().collect();
+    let selection = match ops::input::selection(f.message, &ids) {
+        Ok(s) => s,
+        Err(e) => return flash(&e.to_string()),
     };
     let Some(broker) = st.broker().await else {
         return flash("the broker is unreachable; nothing was retried");

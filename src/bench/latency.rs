@@ -5,12 +5,12 @@
 //! is polled every few milliseconds (one `_mget` per alias for all edits
 //! in flight).
 
+use crate::context::Ctx;
 use crate::index::IndexClient;
 use crate::ops::OpsError;
 use crate::queue::{Broker, DocKind, DocMessage};
 use crate::stores::StoreError;
 use crate::types::{DocId, IndexName, Version};
-use crate::worker::Ctx;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;

@@ -9,16 +9,16 @@ use super::cpu;
 use super::latency::{self, Latency, Stream};
 use super::long_client;
 use super::reindex;
-use super::report::Throughput;
+use super::throughput::Throughput;
 use crate::config::Settings;
+use crate::context::Ctx;
 use crate::index::aliases::AliasAction;
+use crate::index::read_mapping;
 use crate::index::records;
-use crate::ops::lifecycle::read_mapping;
 use crate::ops::{self, OpsError};
 use crate::queue::Broker;
 use crate::retry::Transient;
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use serde::Serialize;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,7 +128,7 @@ pub async fn measure(
     ctx.index.refresh(&current).await?;
     ctx.index
         .update_aliases(&[AliasAction::Add {
-            index: current.to_string(),
+            index: current.clone(),
             alias: settings.current_alias.clone(),
         }])
         .await?;

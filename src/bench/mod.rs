@@ -21,16 +21,18 @@ pub mod reindex;
 pub mod report;
 pub mod serial;
 pub mod store_reads;
+pub mod throughput;
 
 use crate::config::Settings;
+use crate::context::Ctx;
 use crate::index::IndexClient;
 use crate::ops::OpsError;
 use crate::seed::{self, SeedOptions};
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use std::time::Duration;
 
-pub use report::{BenchReport, Throughput};
+pub use report::BenchReport;
+pub use throughput::Throughput;
 
 /// What to measure (the `ferry bench` options).
 #[derive(Debug, Clone, clap::Args)]

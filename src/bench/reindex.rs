@@ -4,14 +4,14 @@
 //! index, and the ids of the documents every measurement uses.
 
 use super::long_client;
-use super::report::Throughput;
+use super::throughput::Throughput;
+use crate::context::Ctx;
 use crate::index::client::Body;
+use crate::index::read_mapping;
 use crate::index::scan::ScanRequest;
 use crate::index::{IndexClient, IndexError};
-use crate::ops::lifecycle::read_mapping;
 use crate::ops::OpsError;
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use futures::TryStreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -4,32 +4,11 @@
 use super::cpu::{Machine, Profile};
 use super::latency::Latency;
 use super::migration::MigrationRun;
+use super::throughput::Throughput;
 use super::BenchOptions;
 use crate::config::Settings;
 use serde::Serialize;
 use std::fmt::Write as _;
-
-/// Documents, seconds and documents per second.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Throughput {
-    /// Documents processed.
-    pub docs: usize,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-    /// Documents per second.
-    pub docs_per_second: f64,
-}
-
-impl Throughput {
-    /// `docs` in `seconds`.
-    pub fn new(docs: usize, seconds: f64) -> Self {
-        Self {
-            docs,
-            seconds,
-            docs_per_second: docs as f64 / seconds.max(1e-6),
-        }
-    }
-}
 
 /// The settings that shape the measured work.
 #[derive(Debug, Clone, Serialize)]

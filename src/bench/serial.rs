@@ -4,13 +4,13 @@
 //! into the new index with its external version, record the outcome on the
 //! Current document with a partial update. No batching, no concurrency.
 
-use super::report::Throughput;
+use super::throughput::Throughput;
+use crate::context::Ctx;
+use crate::index::read_mapping;
 use crate::index::{records, Target};
-use crate::ops::lifecycle::read_mapping;
 use crate::ops::OpsError;
 use crate::stores::Projection;
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use std::time::Instant;
 
 /// Migrates `ids` from `source` into a fresh index, one at a time, timed;

@@ -5,10 +5,10 @@
 //! page at a time), with the configured store concurrency inside a page —
 //! and nothing else: no index reads or writes, no queue.
 
-use super::report::Throughput;
+use super::throughput::Throughput;
+use crate::context::Ctx;
 use crate::ops::OpsError;
 use crate::types::DocId;
-use crate::worker::Ctx;
 use std::time::Instant;
 
 /// Reads and projects every id; fails if any document does not project

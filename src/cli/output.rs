@@ -2,6 +2,7 @@
 //! to do next) or for scripts (`--json`).
 
 use ferry::bench::BenchReport;
+use ferry::context::Ctx;
 use ferry::demo::DemoReport;
 use ferry::ops::failures::{Overview, Page, Record, Retried};
 use ferry::ops::lifecycle::Changed;
@@ -11,7 +12,7 @@ use ferry::ops::verify::Report;
 use ferry::ops::OpsError;
 use ferry::queue::Broker;
 use ferry::seed::Seeded;
-use ferry::worker::Ctx;
+use ferry::types::IndexName;
 use serde::Serialize;
 
 fn json_out(v: &impl Serialize) {
@@ -79,16 +80,9 @@ pub fn status(json: bool, s: &Status) {
     for v in &s.violations {
         println!("  INVARIANT BROKEN: {v}");
     }
-    let show = |l: &[String]| {
-        if l.is_empty() {
-            "-".to_string()
-        } else {
-            l.join(", ")
-        }
-    };
-    println!("current:    {}", show(&s.aliases.current));
-    println!("migration:  {}", show(&s.aliases.migration));
-    println!("historical: {}", show(&s.aliases.historical));
+    println!("current:    {}", IndexName::list(&s.aliases.current));
+    println!("migration:  {}", IndexName::list(&s.aliases.migration));
+    println!("historical: {}", IndexName::list(&s.aliases.historical));
     if let Some(p) = &s.progress {
         let pct = if p.total > 0 {
             100.0 * (p.migrated + p.failed) as f64 / p.total as f64

@@ -41,15 +41,51 @@ impl Aliases {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AliasState {
     /// Indices with the Current alias (exactly one when healthy).
-    pub current: Vec<String>,
+    pub current: Vec<IndexName>,
     /// Indices with the Migration alias (at most one).
-    pub migration: Vec<String>,
+    pub migration: Vec<IndexName>,
     /// Indices with the Historical alias (at most one).
-    pub historical: Vec<String>,
+    pub historical: Vec<IndexName>,
     /// Indices with the pause alias.
-    pub paused: Vec<String>,
+    pub paused: Vec<IndexName>,
     /// Indices with the preview alias.
-    pub preview: Vec<String>,
+    pub preview: Vec<IndexName>,
+}
+
+/// A flag an operator sets on the migration index by putting an alias on
+/// it: paused (the scanner queues nothing) or preview (readers may look).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// The scanner queues nothing.
+    Paused,
+    /// Readers of the preview alias see the migration index.
+    Preview,
+}
+
+impl Flag {
+    /// The alias that carries this flag.
+    pub fn alias(self, names: &Aliases) -> &IndexName {
+        match self {
+            Flag::Paused => &names.paused,
+            Flag::Preview => &names.preview,
+        }
+    }
+
+    /// The indices that carry this flag now.
+    pub fn carriers(self, st: &AliasState) -> &[IndexName] {
+        match self {
+            Flag::Paused => &st.paused,
+            Flag::Preview => &st.preview,
+        }
+    }
+
+    /// How an operator says it: "paused", "in preview".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Flag::Paused => "paused",
+            Flag::Preview => "in preview",
+        }
+    }
 }
 
 /// The migration phase an operator sees.
@@ -82,14 +118,19 @@ impl AliasState {
         one(&self.historical)
     }
 
+    /// True when `flag` is set on the migration index.
+    pub fn has(&self, flag: Flag) -> bool {
+        matches!(&self.migration[..], [m] if flag.carriers(self).contains(m))
+    }
+
     /// True when the pause alias is on the migration index.
     pub fn is_paused(&self) -> bool {
-        matches!(&self.migration[..], [m] if self.paused.contains(m))
+        self.has(Flag::Paused)
     }
 
     /// True when the preview alias is on the migration index.
     pub fn is_preview(&self) -> bool {
-        matches!(&self.migration[..], [m] if self.preview.contains(m))
+        self.has(Flag::Preview)
     }
 
     /// Every broken invariant, spelled out for an operator.
@@ -105,7 +146,7 @@ impl AliasState {
                 "{} indices carry the {} alias ({}); exactly one must",
                 self.current.len(),
                 names.current,
-                self.current.join(", ")
+                IndexName::list(&self.current)
             )),
         }
         for (list, alias) in [
@@ -116,7 +157,7 @@ impl AliasState {
                 v.push(format!(
                     "{} indices carry the {alias} alias ({}); at most one may",
                     list.len(),
-                    list.join(", ")
+                    IndexName::list(list)
                 ));
             }
         }
@@ -134,11 +175,9 @@ impl AliasState {
                 ));
             }
         }
-        for (list, alias) in [
-            (&self.paused, &names.paused),
-            (&self.preview, &names.preview),
-        ] {
-            for i in list {
+        for flag in [Flag::Paused, Flag::Preview] {
+            let alias = flag.alias(names);
+            for i in flag.carriers(self) {
                 if !self.migration.contains(i) {
                     v.push(format!(
                         "{alias} is on {i}, which is not the migration index"
@@ -163,9 +202,9 @@ impl AliasState {
     }
 }
 
-fn one(list: &[String]) -> Option<IndexName> {
+fn one(list: &[IndexName]) -> Option<IndexName> {
     match list {
-        [only] => IndexName::parse(only.clone()).ok(),
+        [only] => Some(only.clone()),
         _ => None,
     }
 }
@@ -174,9 +213,9 @@ fn one(list: &[String]) -> Option<IndexName> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AliasAction {
     /// Put `alias` on `index`.
-    Add { index: String, alias: IndexName },
+    Add { index: IndexName, alias: IndexName },
     /// Take `alias` off `index`.
-    Remove { index: String, alias: IndexName },
+    Remove { index: IndexName, alias: IndexName },
 }
 
 impl AliasAction {
@@ -200,28 +239,35 @@ impl IndexClient {
             op: "GET _alias".into(),
             detail: "not an object".into(),
         })?;
-        let mut by_alias: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut by_alias: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (index, entry) in map {
             if let Some(aliases) = entry.get("aliases").and_then(Value::as_object) {
                 for alias in aliases.keys() {
-                    by_alias
-                        .entry(alias.as_str())
-                        .or_default()
-                        .push(index.clone());
+                    by_alias.entry(alias.as_str()).or_default().push(index);
                 }
             }
         }
-        let mut take = |a: &IndexName| {
-            let mut v = by_alias.remove(a.as_str()).unwrap_or_default();
+        let mut take = |a: &IndexName| -> Result<Vec<IndexName>, IndexError> {
+            let mut v = by_alias
+                .remove(a.as_str())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| {
+                    IndexName::parse(i).map_err(|e| IndexError::Decode {
+                        op: "GET _alias".into(),
+                        detail: format!("index behind {a}: {e}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             v.sort();
-            v
+            Ok(v)
         };
         Ok(AliasState {
-            current: take(&names.current),
-            migration: take(&names.migration),
-            historical: take(&names.historical),
-            paused: take(&names.paused),
-            preview: take(&names.preview),
+            current: take(&names.current)?,
+            migration: take(&names.migration)?,
+            historical: take(&names.historical)?,
+            paused: take(&names.paused)?,
+            preview: take(&names.preview)?,
         })
     }
 
@@ -250,8 +296,8 @@ mod tests {
         }
     }
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn s(v: &[&str]) -> Vec<IndexName> {
+        v.iter().map(|x| IndexName::parse(*x).unwrap()).collect()
     }
 
     #[test]

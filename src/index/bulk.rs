@@ -3,7 +3,7 @@
 
 use super::client::{Body, IndexClient, IndexError, Target};
 use super::docs::{write_outcome, Resolved, Write};
-use crate::types::{DocId, IndexName, Version};
+use crate::types::{DocId, IndexName, SeqTerm, Version};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ pub enum BulkOp {
         to: Target,
         id: DocId,
         partial: Value,
-        seen: Option<(u64, u64)>,
+        seen: Option<SeqTerm>,
     },
 }
 
@@ -59,11 +59,10 @@ impl BulkOp {
                 meta["version_type"] = json!("external");
             }
             BulkOp::Update {
-                seen: Some((seq, term)),
-                ..
+                seen: Some(seen), ..
             } => {
-                meta["if_seq_no"] = json!(seq);
-                meta["if_primary_term"] = json!(term);
+                meta["if_seq_no"] = json!(seen.seq_no);
+                meta["if_primary_term"] = json!(seen.primary_term);
             }
             BulkOp::Update { seen: None, .. } => {}
         }

@@ -2,7 +2,7 @@
 //! external-version writes, compare-and-set writes, partial updates.
 
 use super::client::{doc_path, segment, status_error, Body, IndexClient, IndexError, Target};
-use crate::types::{DocId, IndexName, Version};
+use crate::types::{DocId, IndexName, SeqTerm, Version};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,6 +22,14 @@ pub struct StoredDoc {
 }
 
 impl StoredDoc {
+    /// Where the document stood when read (for compare-and-set).
+    pub fn seq_term(&self) -> SeqTerm {
+        SeqTerm {
+            seq_no: self.seq_no,
+            primary_term: self.primary_term,
+        }
+    }
+
     /// The primary-store version the document carries (0 for legacy
     /// documents without one).
     pub fn version(&self) -> u64 {
@@ -187,13 +195,14 @@ impl IndexClient {
         &self,
         to: &Target,
         id: &DocId,
-        seen: Option<(u64, u64)>,
+        seen: Option<SeqTerm>,
         doc: &Value,
     ) -> Result<Landed, IndexError> {
         let path = match seen {
-            Some((seq, term)) => format!(
-                "{}?if_seq_no={seq}&if_primary_term={term}{}",
+            Some(seen) => format!(
+                "{}?{}{}",
                 doc_path(to.name(), "_doc", id),
+                seen.condition(),
                 alias_flag(to)
             ),
             None => format!(
@@ -241,13 +250,9 @@ impl IndexClient {
         &self,
         to: &Target,
         id: &DocId,
-        seq_no: u64,
-        primary_term: u64,
+        seen: SeqTerm,
     ) -> Result<Landed, IndexError> {
-        let path = format!(
-            "{}?if_seq_no={seq_no}&if_primary_term={primary_term}",
-            doc_path(to.name(), "_doc", id)
-        );
+        let path = format!("{}?{}", doc_path(to.name(), "_doc", id), seen.condition());
         let reply = self.send(Method::DELETE, &path, None).await?;
         landed("DELETE if_seq_no", reply, Write::Conflict)
     }
@@ -259,20 +264,14 @@ impl IndexClient {
         to: &Target,
         id: &DocId,
         partial: &Value,
-        seen: Option<(u64, u64)>,
+        seen: Option<SeqTerm>,
     ) -> Result<Write, IndexError> {
-        let mut path = format!(
-            "{}?retry_on_conflict=0{}",
+        let condition = seen.map_or("retry_on_conflict=0".into(), SeqTerm::condition);
+        let path = format!(
+            "{}?{condition}{}",
             doc_path(to.name(), "_update", id),
             alias_flag(to)
         );
-        if let Some((seq, term)) = seen {
-            path = format!(
-                "{}?if_seq_no={seq}&if_primary_term={term}{}",
-                doc_path(to.name(), "_update", id),
-                alias_flag(to)
-            );
-        }
         let reply = self
             .send(
                 Method::POST,

@@ -1,10 +1,11 @@
 //! The search index over HTTP: client, alias state, documents, bulk, scan,
-//! and the outcome records ferry keeps on the old index.
+//! mapping files, and the outcome records ferry keeps on the old index.
 
 pub mod aliases;
 pub mod bulk;
 pub mod client;
 pub mod docs;
+pub mod mapping;
 pub mod records;
 pub mod scan;
 
@@ -12,3 +13,4 @@ pub use aliases::{AliasState, Aliases};
 pub use bulk::{BulkItem, BulkOp};
 pub use client::{IndexClient, IndexError, Target};
 pub use docs::{Landed, Lookup, StoredDoc, Write};
+pub use mapping::{read_mapping, MappingError};

@@ -1,15 +1,15 @@
 //! Support tools for failure records: an overview grouped by message, a
 //! paged list, one document's record, and retry.
 
-use super::lifecycle::healthy_state;
+use super::healthy_state;
 use super::OpsError;
+use crate::context::Ctx;
 use crate::index::records::{self, Outcome};
 use crate::index::scan::TermBucket;
 use crate::index::{BulkOp, Target};
+use crate::queue::migrate::publish_projections;
 use crate::queue::Broker;
 use crate::types::{DocId, IndexName};
-use crate::worker::scanner::publish_projections;
-use crate::worker::Ctx;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -231,7 +231,7 @@ pub async fn retry(ctx: &Ctx, broker: &Broker, selection: Selection) -> Result<R
         // Read again: the clearing changed _seq_no, and the processor
         // only writes documents unchanged since they were queued.
         let docs = ctx.index.mget(&ctx.aliases.current, chunk).await?;
-        queued += publish_projections(ctx, broker, &scope.target, &docs).await?;
+        queued += publish_projections(&ctx.stores, broker, &scope.target, &docs).await?;
     }
     Ok(Retried { cleared, queued })
 }

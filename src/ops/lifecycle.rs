@@ -1,12 +1,13 @@
 //! Changing the migration state: start, pause, resume, preview, unpreview,
 //! complete, abandon, rollback. Each change is one atomic `_aliases` request.
 
-use super::OpsError;
-use crate::index::aliases::{AliasAction, AliasState};
+use super::{healthy_state, OpsError};
+use crate::context::Ctx;
+use crate::index::aliases::{AliasAction, AliasState, Flag};
+use crate::index::read_mapping;
 use crate::index::records;
 use crate::stores::control::{now_ms, Completion};
 use crate::types::IndexName;
-use crate::worker::Ctx;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -29,20 +30,6 @@ fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
     }
 }
 
-/// Reads the state fresh and refuses if it breaks an invariant.
-pub async fn healthy_state(ctx: &Ctx) -> Result<AliasState, OpsError> {
-    ctx.state.invalidate().await;
-    let st = ctx.index.alias_state(&ctx.aliases).await?;
-    let v = st.violations(&ctx.aliases);
-    if !v.is_empty() {
-        return Err(OpsError::Refused(format!(
-            "the aliases break an invariant: {}. Fix them by hand (one _aliases request), then run `ferry status`",
-            v.join("; ")
-        )));
-    }
-    Ok(st)
-}
-
 fn need_migration(st: &AliasState, ctx: &Ctx) -> Result<IndexName, OpsError> {
     st.migration_index().ok_or_else(|| {
         OpsError::Refused(format!(
@@ -61,14 +48,6 @@ fn need_current(st: &AliasState) -> Result<IndexName, OpsError> {
 pub fn new_index_name(prefix: &str) -> Result<IndexName, OpsError> {
     let stamp = chrono::Utc::now().format("%Y%m%dt%H%M%S%3fz");
     IndexName::parse(format!("{}_{stamp}", prefix.to_lowercase())).map_err(OpsError::from)
-}
-
-/// Reads a mapping/settings file.
-pub fn read_mapping(path: &str) -> Result<Value, OpsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| OpsError::Invalid(format!("cannot read mapping file {path}: {e}")))?;
-    serde_json::from_str(&text)
-        .map_err(|e| OpsError::Invalid(format!("mapping file {path} is not valid JSON: {e}")))
 }
 
 /// Makes the new index keep delete tombstones for at least `min`: a
@@ -148,7 +127,7 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     ctx.index.create_index(&target, &mapping).await?;
     ctx.index
         .update_aliases(&[AliasAction::Add {
-            index: target.to_string(),
+            index: target.clone(),
             alias: ctx.aliases.migration.clone(),
         }])
         .await?;
@@ -160,45 +139,26 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     ))
 }
 
-async fn toggle(
-    ctx: &Ctx,
-    alias: &IndexName,
-    on: bool,
-    what: &str,
-    next: &str,
-) -> Result<Changed, OpsError> {
+async fn toggle(ctx: &Ctx, flag: Flag, on: bool, next: &str) -> Result<Changed, OpsError> {
     let st = healthy_state(ctx).await?;
     let target = need_migration(&st, ctx)?;
-    let list = if alias == &ctx.aliases.paused {
-        &st.paused
-    } else {
-        &st.preview
-    };
-    let has = list.contains(&target.to_string());
-    if has == on {
+    let what = flag.describe();
+    let not = if on { "" } else { "not " };
+    if st.has(flag) == on {
         return Err(OpsError::Refused(format!(
-            "the migration into {target} is already {}{what}",
-            if on { "" } else { "not " }
+            "the migration into {target} is already {not}{what}"
         )));
     }
+    let (index, alias) = (target.clone(), flag.alias(&ctx.aliases).clone());
     let action = if on {
-        AliasAction::Add {
-            index: target.to_string(),
-            alias: alias.clone(),
-        }
+        AliasAction::Add { index, alias }
     } else {
-        AliasAction::Remove {
-            index: target.to_string(),
-            alias: alias.clone(),
-        }
+        AliasAction::Remove { index, alias }
     };
     ctx.index.update_aliases(&[action]).await?;
     tracing::info!(target = %target, what, on, "migration state changed");
     Ok(changed(
-        format!(
-            "the migration into {target} is now {}{what}",
-            if on { "" } else { "not " }
-        ),
+        format!("the migration into {target} is now {not}{what}"),
         next,
         &target,
     ))
@@ -206,23 +166,16 @@ async fn toggle(
 
 /// Stops the scanner from queueing (manual `queue` still works).
 pub async fn pause(ctx: &Ctx) -> Result<Changed, OpsError> {
-    toggle(
-        ctx,
-        &ctx.aliases.paused.clone(),
-        true,
-        "paused",
-        "edits still reach both indices; `ferry resume` to continue",
-    )
-    .await
+    let next = "edits still reach both indices; `ferry resume` to continue";
+    toggle(ctx, Flag::Paused, true, next).await
 }
 
 /// Lets the scanner queue again.
 pub async fn resume(ctx: &Ctx) -> Result<Changed, OpsError> {
     toggle(
         ctx,
-        &ctx.aliases.paused.clone(),
+        Flag::Paused,
         false,
-        "paused",
         "the scanner queues documents again",
     )
     .await
@@ -230,26 +183,13 @@ pub async fn resume(ctx: &Ctx) -> Result<Changed, OpsError> {
 
 /// Lets readers preview the migration index.
 pub async fn preview(ctx: &Ctx) -> Result<Changed, OpsError> {
-    toggle(
-        ctx,
-        &ctx.aliases.preview.clone(),
-        true,
-        "in preview",
-        "readers of the preview alias now see the new index",
-    )
-    .await
+    let next = "readers of the preview alias now see the new index";
+    toggle(ctx, Flag::Preview, true, next).await
 }
 
 /// Ends the preview.
 pub async fn unpreview(ctx: &Ctx) -> Result<Changed, OpsError> {
-    toggle(
-        ctx,
-        &ctx.aliases.preview.clone(),
-        false,
-        "in preview",
-        "the preview alias is gone",
-    )
-    .await
+    toggle(ctx, Flag::Preview, false, "the preview alias is gone").await
 }
 
 /// Counts that decide whether completion is safe.
@@ -368,19 +308,19 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     let a = &ctx.aliases;
     let mut actions = vec![
         AliasAction::Remove {
-            index: current.to_string(),
+            index: current.clone(),
             alias: a.current.clone(),
         },
         AliasAction::Add {
-            index: target.to_string(),
+            index: target.clone(),
             alias: a.current.clone(),
         },
         AliasAction::Remove {
-            index: target.to_string(),
+            index: target.clone(),
             alias: a.migration.clone(),
         },
         AliasAction::Add {
-            index: current.to_string(),
+            index: current.clone(),
             alias: a.historical.clone(),
         },
     ];
@@ -390,11 +330,11 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
             alias: a.historical.clone(),
         });
     }
-    for (list, alias) in [(&st.paused, &a.paused), (&st.preview, &a.preview)] {
-        for i in list {
+    for flag in [Flag::Paused, Flag::Preview] {
+        for i in flag.carriers(&st) {
             actions.push(AliasAction::Remove {
                 index: i.clone(),
-                alias: alias.clone(),
+                alias: flag.alias(a).clone(),
             });
         }
     }
@@ -424,14 +364,14 @@ pub async fn abandon(ctx: &Ctx, delete_index: bool) -> Result<Changed, OpsError>
     let target = need_migration(&st, ctx)?;
     let a = &ctx.aliases;
     let mut actions = vec![AliasAction::Remove {
-        index: target.to_string(),
+        index: target.clone(),
         alias: a.migration.clone(),
     }];
-    for (list, alias) in [(&st.paused, &a.paused), (&st.preview, &a.preview)] {
-        if list.contains(&target.to_string()) {
+    for flag in [Flag::Paused, Flag::Preview] {
+        if st.has(flag) {
             actions.push(AliasAction::Remove {
-                index: target.to_string(),
-                alias: alias.clone(),
+                index: target.clone(),
+                alias: flag.alias(a).clone(),
             });
         }
     }
@@ -479,7 +419,7 @@ pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
         c.from == historical.as_str()
             && c.to == current.as_str()
             && now_ms().saturating_add(margin_ms)
-                < crate::worker::state::window_end_ms(c, ctx.settings.rollback_window)
+                < crate::context::state::window_end_ms(c, ctx.settings.rollback_window)
     });
     if !within {
         return Err(OpsError::Refused(format!(
@@ -492,23 +432,23 @@ pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
     ctx.index
         .update_aliases(&[
             AliasAction::Remove {
-                index: current.to_string(),
+                index: current.clone(),
                 alias: a.current.clone(),
             },
             AliasAction::Add {
-                index: historical.to_string(),
+                index: historical.clone(),
                 alias: a.current.clone(),
             },
             AliasAction::Remove {
-                index: historical.to_string(),
+                index: historical.clone(),
                 alias: a.historical.clone(),
             },
             AliasAction::Add {
-                index: current.to_string(),
+                index: current.clone(),
                 alias: a.migration.clone(),
             },
             AliasAction::Add {
-                index: current.to_string(),
+                index: current.clone(),
                 alias: a.paused.clone(),
             },
         ])

@@ -3,13 +3,15 @@
 //! do next.
 
 pub mod failures;
+pub mod input;
 pub mod lifecycle;
 pub mod queue;
 pub mod status;
 pub mod throttle;
 pub mod verify;
 
-use crate::index::IndexError;
+use crate::context::Ctx;
+use crate::index::{AliasState, IndexError};
 use crate::queue::QueueError;
 use crate::stores::StoreError;
 use thiserror::Error;
@@ -35,21 +37,48 @@ pub enum OpsError {
     Queue(#[from] QueueError),
 }
 
+impl From<crate::queue::migrate::PublishError> for OpsError {
+    fn from(e: crate::queue::migrate::PublishError) -> Self {
+        use crate::queue::migrate::PublishError;
+        match e {
+            PublishError::Store(e) => e.into(),
+            PublishError::Queue(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::index::MappingError> for OpsError {
+    fn from(e: crate::index::MappingError) -> Self {
+        OpsError::Invalid(e.to_string())
+    }
+}
+
 impl From<crate::types::InvalidValue> for OpsError {
     fn from(e: crate::types::InvalidValue) -> Self {
         OpsError::Invalid(e.to_string())
     }
 }
 
-impl From<crate::worker::scanner::ScanError> for OpsError {
-    fn from(e: crate::worker::scanner::ScanError) -> Self {
-        use crate::worker::scanner::ScanError;
+impl From<crate::context::state::StateError> for OpsError {
+    fn from(e: crate::context::state::StateError) -> Self {
+        use crate::context::state::StateError;
         match e {
-            ScanError::Index(e) => e.into(),
-            ScanError::Store(e) => e.into(),
-            ScanError::Queue(e) => e.into(),
-            ScanError::State(crate::worker::state::StateError::Index(e)) => e.into(),
-            ScanError::State(crate::worker::state::StateError::Completion(e)) => e.into(),
+            StateError::Index(e) => e.into(),
+            StateError::Completion(e) => e.into(),
         }
     }
+}
+
+/// Reads the state fresh and refuses if it breaks an invariant.
+pub async fn healthy_state(ctx: &Ctx) -> Result<AliasState, OpsError> {
+    ctx.state.invalidate().await;
+    let st = ctx.index.alias_state(&ctx.aliases).await?;
+    let v = st.violations(&ctx.aliases);
+    if !v.is_empty() {
+        return Err(OpsError::Refused(format!(
+            "the aliases break an invariant: {}. Fix them by hand (one _aliases request), then run `ferry status`",
+            v.join("; ")
+        )));
+    }
+    Ok(st)
 }

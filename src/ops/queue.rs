@@ -1,11 +1,11 @@
 //! `ferry queue`: queue documents for migration by hand (also while paused).
 
-use super::lifecycle::healthy_state;
+use super::healthy_state;
 use super::OpsError;
+use crate::context::Ctx;
+use crate::queue::migrate::publish_projections;
 use crate::queue::Broker;
 use crate::types::DocId;
-use crate::worker::scanner::publish_projections;
-use crate::worker::Ctx;
 use serde::Serialize;
 
 /// What `queue` did.
@@ -35,24 +35,11 @@ pub async fn queue(ctx: &Ctx, broker: &Broker, ids: &[DocId]) -> Result<Queued, 
                 .filter(|id| !docs.iter().any(|d| &d.id == *id))
                 .cloned(),
         );
-        queued += publish_projections(ctx, broker, &target, &docs).await?;
+        queued += publish_projections(&ctx.stores, broker, &target, &docs).await?;
     }
     Ok(Queued {
         queued,
         not_found,
         target: target.to_string(),
     })
-}
-
-/// Reads ids, one per line, from a file (`-` for standard input); blank
-/// lines are skipped, an invalid id is an error naming its line.
-pub fn read_ids(text: &str) -> Result<Vec<DocId>, OpsError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            DocId::parse(l.trim_end_matches('\r'))
-                .map_err(|e| OpsError::Invalid(format!("line {}: {e}", n + 1)))
-        })
-        .collect()
 }

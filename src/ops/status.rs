@@ -3,10 +3,10 @@
 
 use super::lifecycle::{progress, Progress};
 use super::OpsError;
+use crate::context::Ctx;
 use crate::index::aliases::{AliasState, Phase};
 use crate::queue::Broker;
 use crate::stores::control::{LeaseHolder, SCAN_LEASE};
-use crate::worker::Ctx;
 use serde::Serialize;
 
 /// Queue depths (ready messages).

@@ -2,7 +2,7 @@
 //! run time (edits are never throttled).
 
 use super::OpsError;
-use crate::worker::Ctx;
+use crate::context::Ctx;
 use serde::Serialize;
 
 /// The cap as stored, after a change.

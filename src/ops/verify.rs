@@ -1,14 +1,14 @@
 //! `ferry verify`: compares the target index with a fresh projection of the
 //! stores, and (with `--all`) the id sets of the source and target indices.
 
-use super::lifecycle::healthy_state;
+use super::healthy_state;
 use super::OpsError;
+use crate::context::Ctx;
 use crate::index::records::{self, Outcome};
 use crate::index::scan::ScanRequest;
 use crate::index::{IndexClient, StoredDoc};
 use crate::stores::Projection;
 use crate::types::{DocId, IndexName};
-use crate::worker::Ctx;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;

@@ -168,6 +168,14 @@ impl Message {
 }
 
 impl MigrateMessage {
+    /// Where the Current document stood when scanned.
+    pub fn seq_term(&self) -> crate::types::SeqTerm {
+        crate::types::SeqTerm {
+            seq_no: self.seq_no,
+            primary_term: self.primary_term,
+        }
+    }
+
     /// The body to publish (`kind: migrate` plus the fields).
     pub fn to_body(&self) -> Vec<u8> {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);

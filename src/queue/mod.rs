@@ -1,8 +1,10 @@
 //! RabbitMQ: the topology from `queues/`, message parsing, publishing with
-//! confirms, consuming with manual acks, and the dead-letter queue.
+//! confirms, consuming with manual acks, the dead-letter queue, and the
+//! migrate messages built from scanned documents.
 
 pub mod broker;
 pub mod messages;
+pub mod migrate;
 pub mod topology;
 
 pub use broker::{Broker, QueueError};

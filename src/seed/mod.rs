@@ -6,13 +6,13 @@
 pub mod data;
 pub mod pipeline;
 
+use crate::context::Ctx;
 use crate::index::aliases::AliasAction;
+use crate::index::read_mapping;
 use crate::index::{BulkOp, Target};
-use crate::ops::lifecycle::read_mapping;
 use crate::ops::OpsError;
 use crate::stores::edits::to_attr;
 use crate::types::{DocId, IndexName, Version};
-use crate::worker::Ctx;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -148,7 +148,7 @@ pub async fn ensure_current(ctx: &Ctx) -> Result<IndexName, OpsError> {
     }
     ctx.index
         .update_aliases(&[AliasAction::Add {
-            index: name.to_string(),
+            index: name.clone(),
             alias: ctx.aliases.current.clone(),
         }])
         .await?;

@@ -3,12 +3,12 @@
 //! Used by the demo, the benchmark and the tests.
 
 use super::data;
+use crate::context::Ctx;
 use crate::ops::OpsError;
 use crate::queue::{Broker, DocKind, DocMessage};
 use crate::stores::edits::EditItem;
 use crate::stores::StoreError;
 use crate::types::{DocId, Version};
-use crate::worker::Ctx;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::sync::Mutex;

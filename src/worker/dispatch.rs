@@ -5,10 +5,10 @@
 //! neither delivered here nor waiting in the broker — and only one batch
 //! runs at a time, so an edit never waits behind more than one short batch.
 
-use super::context::Ctx;
-use super::edits::{apply, EditError};
+use super::edit_path::{apply, EditError};
 use super::locks::IdLocks;
-use super::migration::{self, Disposition};
+use super::migration_path::{self, Disposition};
+use crate::context::Ctx;
 use crate::queue::{Broker, Message, QueueError};
 use crate::retry::{retry, Transient};
 use futures::StreamExt;
@@ -57,15 +57,14 @@ pub async fn serve(
 
     let result = loop {
         if ctx.health.is_degraded() {
-            super::health::wait_until_up(&ctx, &shutdown).await;
+            super::outage::wait_until_up(&ctx, &shutdown).await;
             if shutdown.is_cancelled() {
                 break Ok(());
             }
         }
         let idle = batch.as_ref().is_none_or(|b| b.is_finished());
         let ready = !pending.is_empty()
-            && (pending.len() >= ctx.throttle.batch_size()
-                || pending_since.elapsed() >= s.batch_wait);
+            && (pending.len() >= ctx.pace.batch_size() || pending_since.elapsed() >= s.batch_wait);
         if idle && ready {
             match broker.high_depth().await {
                 Ok(0) => {
@@ -103,7 +102,7 @@ pub async fn serve(
                     drop(permit);
                 });
             }
-            next = low.next(), if idle && pending.len() < ctx.throttle.batch_size() => {
+            next = low.next(), if idle && pending.len() < ctx.pace.batch_size() => {
                 let Some(delivery) = next else { break Err(closed("migration consumer")) };
                 match delivery {
                     Ok(d) => {
@@ -159,7 +158,7 @@ async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
     let cap = ctx.control.cap().await;
     let workers = broker.consumers(&broker.names.migration).await;
     match (cap, workers) {
-        (Ok(cap), Ok(workers)) => ctx.throttle.set_cap(cap.unwrap_or(0), u64::from(workers)),
+        (Ok(cap), Ok(workers)) => ctx.pace.set_cap(cap.unwrap_or(0), u64::from(workers)),
         (Err(e), _) => tracing::debug!(error = %e, "cannot read the migration cap"),
         (_, Err(e)) => tracing::debug!(error = %e, "cannot count migration consumers"),
     }
@@ -215,7 +214,7 @@ const MAX_ATTEMPTS: u32 = 5;
 /// attempt count, and the worker pauses while a dependency is down. Only a
 /// message that failed `MAX_ATTEMPTS` budgets in a row is dead-lettered.
 async fn retry_later(ctx: &Ctx, broker: &Broker, queue: &str, d: Delivery, error: &str) {
-    if !super::health::problems(ctx).await.is_empty() {
+    if !ctx.problems().await.is_empty() {
         ctx.health.degrade();
     }
     let attempts = crate::queue::broker::header(&d.properties, ATTEMPTS_HEADER)
@@ -281,17 +280,17 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
     if msgs.is_empty() {
         return;
     }
-    ctx.throttle.admit(msgs.len()).await;
+    ctx.pace.admit(msgs.len()).await;
     let pressure_before = ctx
         .index_pressure
         .load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let (dispositions, report) = migration::process(&ctx, &msgs).await;
+    let (dispositions, report) = migration_path::process(&ctx, &msgs).await;
     let pressured = ctx
         .index_pressure
         .load(std::sync::atomic::Ordering::Relaxed)
         > pressure_before;
-    ctx.throttle.record(started.elapsed(), pressured);
+    ctx.pace.record(started.elapsed(), pressured);
     metrics::histogram!("ferry_batch_seconds").record(started.elapsed().as_secs_f64());
     for (outcome, n) in [
         ("migrated", report.migrated),
@@ -308,7 +307,7 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
         ms = started.elapsed().as_millis() as u64,
         "migration batch"
     );
-    if report.requeued > 0 && !super::health::problems(&ctx).await.is_empty() {
+    if report.requeued > 0 && !ctx.problems().await.is_empty() {
         ctx.health.degrade();
     }
     for (d, disp) in kept.iter().zip(dispositions) {

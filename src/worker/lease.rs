@@ -3,7 +3,7 @@
 //! pages, so a replica that stops renewing stops scanning before its lease
 //! can be taken.
 
-use super::context::Ctx;
+use crate::context::Ctx;
 use crate::stores::control::SCAN_LEASE;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,19 +1,17 @@
-//! The worker: consumes the queues with strict priority, applies edits with
-//! versioned dual writes, writes migration batches, scans for unmigrated
-//! documents while it holds the lease, and shuts down gracefully.
+//! The worker: consumes the queues with strict priority ([`dispatch`]),
+//! applies each edit to every index a reader may use ([`edit_path`]),
+//! writes migration batches ([`migration_path`]), scans for unmigrated
+//! documents while it holds the lease ([`scanner`], [`lease`]), rides out
+//! outages ([`outage`]) and reconnects to the broker ([`consume`]).
 
-pub mod context;
+pub mod consume;
 pub mod dispatch;
-pub mod edits;
-pub mod health;
+pub mod edit_path;
 pub mod laps;
 pub mod lease;
 pub mod locks;
-pub mod migration;
-pub mod run;
+pub mod migration_path;
+pub mod outage;
 pub mod scanner;
-pub mod state;
-pub mod throttle;
 
-pub use context::Ctx;
-pub use run::run;
+pub use consume::consume;

@@ -5,22 +5,18 @@
 //! is empty and queues at most `FERRY_MAX_QUEUED` documents, so the
 //! projections never run more than that far ahead of the processors.
 
-use super::context::Ctx;
 use super::lease::{nap, LeaseHandle};
+use crate::context::Ctx;
 use crate::index::records;
-use crate::index::{IndexError, StoredDoc};
-use crate::queue::{Broker, MigrateMessage, Payload, QueueError};
+use crate::index::IndexError;
+use crate::queue::migrate::{publish_projections, PublishError};
+use crate::queue::{Broker, QueueError};
 use crate::retry::pause_for;
-use crate::stores::{Projection, StoreError};
-use crate::types::{DocId, IndexName};
-use futures::{StreamExt, TryStreamExt};
+use crate::stores::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-
-/// Publishes in flight at once.
-const PUBLISH_CONCURRENCY: usize = 64;
 
 /// A failed scan pass.
 #[derive(Debug, Error)]
@@ -34,9 +30,12 @@ pub enum ScanError {
     /// The broker failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Projecting or publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
     /// The migration state could not be read.
     #[error(transparent)]
-    State(#[from] super::state::StateError),
+    State(#[from] crate::context::state::StateError),
 }
 
 /// Scans until shutdown.
@@ -133,51 +132,10 @@ pub async fn pass(
         if now.migration().as_ref() != Some(&target) || now.aliases.is_paused() {
             break;
         }
-        queued += publish_projections(ctx, broker, &target, page).await?;
+        queued += publish_projections(&ctx.stores, broker, &target, page).await?;
         metrics::counter!("ferry_scanned_total").increment(page.len() as u64);
     }
     Ok(queued)
-}
-
-/// Projects the scanned documents and publishes one migrate message each.
-pub async fn publish_projections(
-    ctx: &Ctx,
-    broker: &Broker,
-    target: &IndexName,
-    docs: &[StoredDoc],
-) -> Result<usize, ScanError> {
-    let ids: Vec<DocId> = docs.iter().map(|d| d.id.clone()).collect();
-    let projected = ctx.stores.project_many(&ids).await?;
-    let messages: Vec<MigrateMessage> = docs
-        .iter()
-        .zip(projected)
-        .map(|(doc, (id, p))| {
-            let (version, payload) = match p {
-                Ok(Projection::Document(d)) => (d.version, Payload::Document(d.to_json())),
-                Ok(Projection::Deleted { version, .. }) => (version, Payload::Deleted(true)),
-                Err(e) => (
-                    crate::types::Version::new(doc.version())
-                        .unwrap_or(crate::types::Version::FIRST),
-                    Payload::Failure(records::normalize(&e.to_string(), &id)),
-                ),
-            };
-            MigrateMessage {
-                id,
-                target: target.clone(),
-                version,
-                seq_no: doc.seq_no,
-                primary_term: doc.primary_term,
-                payload,
-            }
-        })
-        .collect();
-    let n = messages.len();
-    futures::stream::iter(messages)
-        .map(|m| async move { broker.publish_event("migrate", &m.to_body()).await })
-        .buffer_unordered(PUBLISH_CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(n)
 }
 
 /// Waits until the migration queue is empty. Returns false if the wait

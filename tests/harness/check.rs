@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Every document of `index` matching `query`, by id.
 pub async fn all(
-    ctx: &ferry::worker::Ctx,
+    ctx: &ferry::context::Ctx,
     index: &IndexName,
     query: Value,
     source: Value,

@@ -319,7 +319,7 @@ async fn try_complete(run: &Run, limit: Duration) {
     let mut retried = Instant::now();
     let mut refusals: Vec<String> = Vec::new();
     loop {
-        if ops::lifecycle::healthy_state(ctx)
+        if ops::healthy_state(ctx)
             .await
             .map(|s| s.is_paused())
             .unwrap_or(false)

@@ -46,7 +46,7 @@ pub fn scan(s: &mut State, doc: u8) {
     s.scanning = Some((doc, m, seen));
 }
 
-/// `worker::scanner::publish_projections`: projects from the stores and
+/// `queue::migrate::publish_projections`: projects from the stores and
 /// publishes the migrate message.
 pub fn publish(s: &mut State) {
     let (doc, target, seq) = s.scanning.take().expect("scanning");

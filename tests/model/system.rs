@@ -347,7 +347,7 @@ impl FerryModel {
             Action::Publish => {
                 let (d, _, _) = s.scanning.expect("scanning");
                 format!(
-                    "scanner   project doc{d} v{} and publish (worker::scanner::publish_projections)",
+                    "scanner   project doc{d} v{} and publish (queue::migrate::publish_projections)",
                     s.store[d as usize].version
                 )
             }

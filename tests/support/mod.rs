@@ -8,9 +8,9 @@ pub mod proxy;
 pub mod rabbit;
 
 use ferry::config::Settings;
+use ferry::context::Ctx;
 use ferry::queue::Broker;
 use ferry::types::{DocId, IndexName};
-use ferry::worker::Ctx;
 use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ impl TestEnv {
         s.lease_table = format!("ferry-{name}-leases");
         s.topology = expiring_topology();
         s.mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json").into();
-        s.admin_bind = "off".into();
+        s.admin_bind = ferry::config::AdminBind::OFF;
         s.retry_budget = Duration::from_secs(5);
         s.scan_interval = Duration::from_millis(300);
         s.lease_ttl = Duration::from_secs(3);

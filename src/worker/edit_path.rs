@@ -13,9 +13,9 @@
 //! tombstones, so a write that lost a race with a newer change (a delete)
 //! is undone by applying again.
 
-use super::context::Ctx;
 use super::laps::Laps;
-use super::state::{Snapshot, StateError};
+use crate::context::state::{Snapshot, StateError};
+use crate::context::Ctx;
 use crate::index::records;
 use crate::index::{IndexError, StoredDoc, Target, Write};
 use crate::queue::DocMessage;
@@ -247,7 +247,7 @@ impl Edit<'_> {
         };
         if let Some(doc) = found.doc.filter(unmarked) {
             let to = Target::Alias(current.clone());
-            let seen = Some((doc.seq_no, doc.primary_term));
+            let seen = Some(doc.seq_term());
             // A conflict means a newer edit wrote it and leaves its own record.
             ctx.index
                 .update_partial(&to, self.id, &records::success(target), seen)
@@ -373,7 +373,7 @@ pub async fn write_cas(
         if stored.as_ref().is_some_and(|s| s.version() >= version) {
             return as_new(read_from);
         }
-        let seen = stored.as_ref().map(|s| (s.seq_no, s.primary_term));
+        let seen = stored.as_ref().map(StoredDoc::seq_term);
         let landed = match projection {
             Projection::Document(d) => {
                 let body = with_outcome(d.to_json(), stored.as_ref(), mark);
@@ -381,7 +381,7 @@ pub async fn write_cas(
             }
             Projection::Deleted { .. } => match seen {
                 None => return as_new(read_from),
-                Some((seq, term)) => ctx.index.delete_cas(to, id, seq, term).await?,
+                Some(seen) => ctx.index.delete_cas(to, id, seen).await?,
             },
         };
         match landed.write {

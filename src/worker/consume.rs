@@ -1,27 +1,17 @@
-//! `ferry worker`: starts the lease keeper, the scanner, the admin server
-//! and the consumers; reconnects to the broker with backoff; on shutdown
-//! stops taking messages, finishes in-flight work and releases the lease.
+//! The consumers' connection to the broker: serve the queues until shutdown,
+//! reconnecting with backoff whenever the broker goes away.
 
-use super::context::Ctx;
-use super::lease::{self, nap, LeaseHandle};
-use super::{dispatch, scanner};
-use crate::config::Settings;
-use crate::index::IndexError;
+use super::dispatch;
+use super::lease::nap;
+use crate::context::Ctx;
 use crate::queue::Broker;
 use crate::retry::pause_for;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a worker until `shutdown` is cancelled.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IndexError> {
-    let ctx = Arc::new(Ctx::new(settings).await?);
-    let lease = LeaseHandle::new(lease::owner_id());
-    tracing::info!(owner = %lease.owner, "worker starting");
-    let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));
-    let scan = tokio::spawn(scanner::run(ctx.clone(), lease.clone(), shutdown.clone()));
-    let admin = crate::admin::spawn(ctx.clone(), lease.clone(), shutdown.clone()).await;
-
+/// Consumes until `shutdown` is cancelled; in-flight work is finished.
+pub async fn consume(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let broker = match Broker::connect(&ctx.settings).await {
@@ -49,11 +39,4 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             }
         }
     }
-    let _ = scan.await;
-    let _ = keeper.await;
-    if let Some(a) = admin {
-        let _ = a.await;
-    }
-    tracing::info!("worker stopped");
-    Ok(())
 }

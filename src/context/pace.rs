@@ -1,4 +1,4 @@
-//! Throttling the migration, never the edits. Two controls:
+//! The migration's pace, never the edits'. Two controls:
 //!
 //! * adaptive: additive increase, multiplicative decrease of the batch size
 //!   (and a growing pause between batches) whenever the index answers 429/5xx
@@ -21,7 +21,7 @@ const MAX_PAUSE_MS: u64 = 5_000;
 
 /// The throttle of one worker.
 #[derive(Debug)]
-pub struct Throttle {
+pub struct Pace {
     min: usize,
     max: usize,
     size: AtomicUsize,
@@ -33,7 +33,7 @@ pub struct Throttle {
 
 /// What the throttle is doing now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ThrottleState {
+pub struct PaceState {
     /// Migration messages per batch now.
     pub batch_size: usize,
     /// Pause between batches now, in milliseconds.
@@ -44,7 +44,7 @@ pub struct ThrottleState {
     pub worker_docs_per_second: Option<f64>,
 }
 
-impl Throttle {
+impl Pace {
     /// A throttle that starts at, and never exceeds, `max` per batch.
     pub fn new(max: usize) -> Self {
         let max = max.max(1);
@@ -120,8 +120,8 @@ impl Throttle {
     }
 
     /// The current state, for the admin API and `status`.
-    pub fn state(&self) -> ThrottleState {
-        ThrottleState {
+    pub fn state(&self) -> PaceState {
+        PaceState {
             batch_size: self.batch_size(),
             pause_ms: self.pause_ms.load(Ordering::Relaxed),
             max_docs_per_second: Some(self.cap.load(Ordering::Relaxed)).filter(|c| *c > 0),
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn pressure_halves_and_recovery_grows_back() {
-        let t = Throttle::new(100);
+        let t = Pace::new(100);
         t.record(Duration::from_millis(10), true);
         t.record(Duration::from_millis(10), true);
         assert_eq!(t.batch_size(), 25);
@@ -152,7 +152,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_cap_is_shared_among_workers() {
-        let t = Throttle::new(100);
+        let t = Pace::new(100);
         t.set_cap(200, 2);
         assert_eq!(t.state().worker_docs_per_second, Some(100.0));
         let start = Instant::now();

@@ -10,13 +10,13 @@
 //! written document whose stores' version moved on after the scan (the
 //! write may have landed after a delete, in an index with no tombstone).
 
-use super::context::Ctx;
-use super::edits::{apply, EditError};
+use super::edit_path::{apply, EditError};
+use crate::context::Ctx;
 use crate::index::records;
 use crate::index::{BulkItem, BulkOp, IndexError, StoredDoc, Target, Write};
 use crate::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use crate::retry::{retry, Transient};
-use crate::types::DocId;
+use crate::types::{DocId, SeqTerm};
 use futures::StreamExt;
 use std::collections::HashMap;
 
@@ -108,11 +108,11 @@ async fn process_inner(
             report.dropped += 1;
             continue;
         };
-        if (doc.seq_no, doc.primary_term) != (m.seq_no, m.primary_term) {
+        if doc.seq_term() != m.seq_term() {
             report.postponed += 1;
             continue;
         }
-        let seen = Some((m.seq_no, m.primary_term));
+        let seen = Some(m.seq_term());
         match &m.payload {
             Payload::Document(body) => writes.push(BulkOp::PutExternal {
                 to: migration.clone(),
@@ -209,7 +209,7 @@ async fn process_inner(
 async fn moved_on(
     ctx: &Ctx,
     batch: &[MigrateMessage],
-    write_pos: &[(usize, Option<(u64, u64)>)],
+    write_pos: &[(usize, Option<SeqTerm>)],
     results: &[BulkItem],
 ) -> Result<Vec<DocId>, EditError> {
     let written = answered(batch, write_pos, results, Write::Done);
@@ -232,7 +232,7 @@ async fn moved_on(
 /// The messages whose write was answered with `want`.
 fn answered<'a>(
     batch: &'a [MigrateMessage],
-    write_pos: &[(usize, Option<(u64, u64)>)],
+    write_pos: &[(usize, Option<SeqTerm>)],
     results: &[BulkItem],
     want: Write,
 ) -> Vec<&'a MigrateMessage> {
@@ -249,7 +249,7 @@ fn answered<'a>(
 async fn behind_on_409(
     ctx: &Ctx,
     batch: &[MigrateMessage],
-    write_pos: &[(usize, Option<(u64, u64)>)],
+    write_pos: &[(usize, Option<SeqTerm>)],
     results: &[BulkItem],
 ) -> Result<Vec<DocId>, IndexError> {
     let stale = answered(batch, write_pos, results, Write::Stale);

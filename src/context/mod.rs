@@ -1,11 +1,19 @@
-//! What every part of the worker shares: settings, clients, alias state.
+//! What every part of ferry shares: settings, the clients of the index,
+//! the stores and the control table, the cached alias state, and the
+//! worker's live signals (pace, health, broker connection). The worker,
+//! the operator commands, the admin server, the benchmark and the seeder
+//! all take a `Ctx`.
 
-use super::state::StateCache;
+pub mod health;
+pub mod pace;
+pub mod state;
+
 use crate::config::Settings;
 use crate::index::{Aliases, IndexClient, IndexError};
 use crate::retry::RetryPolicy;
 use crate::stores::control::Control;
 use crate::stores::Stores;
+use state::StateCache;
 
 /// Shared, cheap to clone behind an `Arc`.
 #[derive(Debug)]
@@ -24,12 +32,12 @@ pub struct Ctx {
     pub state: StateCache,
     /// Retry policy for transient failures.
     pub policy: RetryPolicy,
-    /// The migration throttle.
-    pub throttle: super::throttle::Throttle,
+    /// The migration's pace (adaptive, and the operator's cap).
+    pub pace: pace::Pace,
     /// Transient index failures seen by the migration path (pressure).
     pub index_pressure: std::sync::atomic::AtomicU64,
     /// Whether the index and stores answer.
-    pub health: super::health::Health,
+    pub health: health::Health,
     /// True while the consumers are connected to the broker (readiness).
     pub broker_up: std::sync::atomic::AtomicBool,
 }
@@ -42,7 +50,7 @@ impl Ctx {
         let sdk = crate::stores::aws::dynamo_config(&settings).await;
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
         let aliases = Aliases::from_settings(&settings);
-        let throttle = super::throttle::Throttle::new(settings.batch_size);
+        let pace = pace::Pace::new(settings.batch_size);
         let state = StateCache::new(
             settings.state_ttl,
             settings.rollback_window,
@@ -56,10 +64,25 @@ impl Ctx {
             control,
             aliases,
             state,
-            throttle,
+            pace,
             broker_up: Default::default(),
             health: Default::default(),
             index_pressure: Default::default(),
         })
+    }
+
+    /// Checks the index, S3 and DynamoDB once; the problems found.
+    pub async fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.index.ping().await {
+            problems.push(format!("index: {e}"));
+        }
+        if let Err(e) = self.stores.originals.ping().await {
+            problems.push(format!("s3: {e}"));
+        }
+        if let Err(e) = self.stores.edits.ping().await {
+            problems.push(format!("dynamodb: {e}"));
+        }
+        problems
     }
 }

@@ -1,0 +1,64 @@
+//! The `ferry worker` process, wired in one place: the shared context, the
+//! lease keeper, the scanner, the admin server and the consumers, all
+//! stopped by one shutdown token that SIGTERM or SIGINT cancels. On
+//! shutdown the consumers stop taking messages and finish in-flight work,
+//! and the lease is released.
+
+use crate::config::Settings;
+use crate::context::Ctx;
+use crate::index::IndexError;
+use crate::worker::lease::{self, LeaseHandle};
+use crate::worker::{consume, scanner};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a worker until `shutdown` is cancelled.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IndexError> {
+    let ctx = Arc::new(Ctx::new(settings).await?);
+    let lease = LeaseHandle::new(lease::owner_id());
+    tracing::info!(owner = %lease.owner, "worker starting");
+    let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));
+    let scan = tokio::spawn(scanner::run(ctx.clone(), lease.clone(), shutdown.clone()));
+    let admin = crate::admin::spawn(ctx.clone(), lease, shutdown.clone()).await;
+    consume(ctx, shutdown).await;
+    let _ = scan.await;
+    let _ = keeper.await;
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Runs a worker until SIGTERM or SIGINT.
+pub async fn run_until_signalled(settings: Settings) -> Result<(), IndexError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    run(settings, shutdown).await
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn signals(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested: finishing in-flight work");
+    token.cancel();
+}

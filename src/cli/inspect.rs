@@ -1,0 +1,78 @@
+//! `status`, `verify` and `throttle`: looking at a migration and setting
+//! its speed cap.
+
+use super::{done, output, Outcome};
+use ferry::context::Ctx;
+use ferry::ops::{self, input};
+use ferry::queue::Broker;
+use std::process::ExitCode;
+
+/// `ferry status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Redraw every few seconds with a progress bar.
+    #[arg(long)]
+    watch: bool,
+}
+
+/// `ferry verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Compare about this many documents.
+    #[arg(long, default_value_t = input::VERIFY_SAMPLE, conflicts_with = "all")]
+    sample: usize,
+    /// Compare every document and both id sets.
+    #[arg(long)]
+    all: bool,
+}
+
+/// `ferry throttle`.
+#[derive(Debug, clap::Args)]
+pub struct ThrottleArgs {
+    /// Documents per second for the whole cluster.
+    #[arg(long, conflicts_with = "off")]
+    max_docs_per_second: Option<u64>,
+    /// Remove the cap.
+    #[arg(long)]
+    off: bool,
+}
+
+pub async fn status(ctx: &Ctx, a: StatusArgs, json: bool) -> Outcome {
+    // The queue depths are shown when the broker answers; status works without.
+    let b = Broker::connect(&ctx.settings).await.ok();
+    if a.watch {
+        output::watch(ctx, b.as_ref()).await?;
+    } else {
+        output::status(json, &ops::status::status(ctx, b.as_ref()).await?);
+    }
+    done()
+}
+
+pub async fn verify(ctx: &Ctx, a: VerifyArgs, json: bool) -> Outcome {
+    let report = ops::verify::verify(ctx, input::scope(a.all, Some(a.sample))).await?;
+    output::verified(json, &report);
+    if report.differences.is_empty() {
+        done()
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool) -> Outcome {
+    let cap = match (a.max_docs_per_second, a.off) {
+        (None, false) => ops::throttle::get(ctx).await?,
+        (cap, _) => ops::throttle::set(ctx, cap).await?,
+    };
+    let text = match cap.max_docs_per_second {
+        Some(c) => format!(
+            "migration capped at {c} documents/s for the whole cluster\nnext: {}",
+            cap.next
+        ),
+        None => format!(
+            "no cap on migration speed (adaptive throttling only)\nnext: {}",
+            cap.next
+        ),
+    };
+    output::line(json, &serde_json::to_value(&cap).unwrap_or_default(), &text);
+    done()
+}
