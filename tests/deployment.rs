@@ -23,7 +23,7 @@ use serde_yaml::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{eventually, TestEnv};
+use support::{eventually, Signal, TestEnv};
 
 /// The one image name: built by compose and the README command, run by
 /// compose and Kubernetes.
@@ -1834,7 +1834,7 @@ async fn every_probe_path_is_served_by_a_real_worker() {
 
     // SIGTERM: the worker exits cleanly within the grace period the
     // manifests give it.
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     let code = worker.wait(Duration::from_secs(45)).await;
     assert_eq!(code, Some(0), "the worker did not stop cleanly on SIGTERM");
     delete_topology(&env.settings).await;
@@ -1860,7 +1860,7 @@ async fn a_worker_declares_the_quorum_topology_and_becomes_ready() {
         },
     )
     .await;
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     assert_eq!(worker.wait(Duration::from_secs(30)).await, Some(0));
     delete_topology(&env.settings).await;
 }

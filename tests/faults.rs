@@ -13,7 +13,7 @@ use ferry::types::DocId;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::proxy::{Mode, Proxy};
-use support::{eventually, TestEnv};
+use support::{eventually, Signal, TestEnv};
 
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
@@ -110,7 +110,7 @@ async fn index_overload_is_retried_with_bounded_rate_and_never_recorded() {
         .await;
     }
     assert_eq!(dead_letters(&env).await, 0);
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
 }
 
@@ -461,22 +461,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_touches_nothing_else() 
         50 + odd.len() as u64,
         "a request reached a document other than the one named"
     );
-    let all: Value = reqwest::get(format!(
-        "{}/_cat/indices?format=json",
-        env.settings.index_url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let ours: Vec<&str> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["index"].as_str())
-        .filter(|n| n.contains(&env.name))
-        .collect();
+    let ours = support::docs::own_indices(&env).await;
     assert_eq!(
         ours.len(),
         2,
@@ -565,11 +550,7 @@ async fn secrets_never_reach_logs_errors_or_status() {
     // Let it fail to connect a few times, with debug logs on.
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(http);
-    let pid = child.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
+    support::signal(child.id().expect("the worker runs"), Signal::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()
