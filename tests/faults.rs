@@ -21,6 +21,19 @@ fn host_port(url: &str) -> String {
         .to_string()
 }
 
+/// After a fault: every edit made during it becomes visible, the migration
+/// finishes clean and nothing was dead-lettered.
+async fn recovers(env: &TestEnv, edited: &[DocId], what: &str) {
+    for id in edited {
+        eventually(Duration::from_secs(60), what, || async {
+            edit_visible(env, id).await.then_some(())
+        })
+        .await;
+    }
+    finishes_clean(env, Duration::from_secs(120)).await;
+    assert_eq!(dead_letters(env).await, 0);
+}
+
 /// Waits until nothing is left to go, then checks the migration index
 /// equals the stores and no failure was recorded.
 async fn finishes_clean(env: &TestEnv, limit: Duration) {
@@ -154,16 +167,7 @@ async fn index_outage_turns_readiness_red_and_the_worker_resumes_by_itself() {
         (http.get(&ready).send().await.ok()?.status() == 200).then_some(())
     })
     .await;
-    for id in &ids[..5] {
-        eventually(
-            Duration::from_secs(60),
-            "edit made during the outage",
-            || async { edit_visible(&env, id).await.then_some(()) },
-        )
-        .await;
-    }
-    finishes_clean(&env, Duration::from_secs(120)).await;
-    assert_eq!(dead_letters(&env).await, 0);
+    recovers(&env, &ids[..5], "edit made during the outage").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,16 +203,7 @@ async fn store_outage_and_dynamodb_throttling_are_waited_out() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.set(Mode::Pass);
-    for id in &ids[..10] {
-        eventually(
-            Duration::from_secs(60),
-            "edit made during the store fault",
-            || async { edit_visible(&env, id).await.then_some(()) },
-        )
-        .await;
-    }
-    finishes_clean(&env, Duration::from_secs(120)).await;
-    assert_eq!(dead_letters(&env).await, 0);
+    recovers(&env, &ids[..10], "edit made during the store fault").await;
 }
 
 async fn throttle_state(http: &reqwest::Client, base: &str) -> Value {
