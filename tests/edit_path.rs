@@ -23,7 +23,7 @@ use support::docs::{
     doc, json_of, own_indices, projection, start_migration, version_in, wait_absent, wait_version,
     without_es_info,
 };
-use support::{eventually, TestEnv};
+use support::{eventually, Signal, TestEnv};
 
 /// Deadline of every poll: generous, tests share two cores.
 const WAIT: Duration = Duration::from_secs(60);
@@ -365,7 +365,7 @@ async fn stale_edits_never_overwrite_newer_ones() {
     assert_eq!(without_es_info(&c.source), fresh);
     assert_eq!(m.source, fresh);
 
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
 }
 
@@ -616,7 +616,7 @@ async fn sigterm_mid_stream_loses_no_edit() {
             (published.load(Ordering::SeqCst) >= total / 2).then_some(())
         })
         .await;
-        worker.signal("TERM");
+        worker.signal(Signal::SIGTERM);
         let limit = env.settings.shutdown_deadline + Duration::from_secs(5);
         let started = Instant::now();
         let code = worker.wait(limit).await;

@@ -13,12 +13,25 @@ use ferry::types::DocId;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::proxy::{Mode, Proxy};
-use support::{eventually, TestEnv};
+use support::{eventually, Signal, TestEnv};
 
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string()
+}
+
+/// After a fault: every edit made during it becomes visible, the migration
+/// finishes clean and nothing was dead-lettered.
+async fn recovers(env: &TestEnv, edited: &[DocId], what: &str) {
+    for id in edited {
+        eventually(Duration::from_secs(60), what, || async {
+            edit_visible(env, id).await.then_some(())
+        })
+        .await;
+    }
+    finishes_clean(env, Duration::from_secs(120)).await;
+    assert_eq!(dead_letters(env).await, 0);
 }
 
 /// Waits until nothing is left to go, then checks the migration index
@@ -110,7 +123,7 @@ async fn index_overload_is_retried_with_bounded_rate_and_never_recorded() {
         .await;
     }
     assert_eq!(dead_letters(&env).await, 0);
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
 }
 
@@ -154,16 +167,7 @@ async fn index_outage_turns_readiness_red_and_the_worker_resumes_by_itself() {
         (http.get(&ready).send().await.ok()?.status() == 200).then_some(())
     })
     .await;
-    for id in &ids[..5] {
-        eventually(
-            Duration::from_secs(60),
-            "edit made during the outage",
-            || async { edit_visible(&env, id).await.then_some(()) },
-        )
-        .await;
-    }
-    finishes_clean(&env, Duration::from_secs(120)).await;
-    assert_eq!(dead_letters(&env).await, 0);
+    recovers(&env, &ids[..5], "edit made during the outage").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,16 +203,7 @@ async fn store_outage_and_dynamodb_throttling_are_waited_out() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.set(Mode::Pass);
-    for id in &ids[..10] {
-        eventually(
-            Duration::from_secs(60),
-            "edit made during the store fault",
-            || async { edit_visible(&env, id).await.then_some(()) },
-        )
-        .await;
-    }
-    finishes_clean(&env, Duration::from_secs(120)).await;
-    assert_eq!(dead_letters(&env).await, 0);
+    recovers(&env, &ids[..10], "edit made during the store fault").await;
 }
 
 async fn throttle_state(http: &reqwest::Client, base: &str) -> Value {
@@ -461,22 +456,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_touches_nothing_else() 
         50 + odd.len() as u64,
         "a request reached a document other than the one named"
     );
-    let all: Value = reqwest::get(format!(
-        "{}/_cat/indices?format=json",
-        env.settings.index_url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let ours: Vec<&str> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["index"].as_str())
-        .filter(|n| n.contains(&env.name))
-        .collect();
+    let ours = support::docs::own_indices(&env).await;
     assert_eq!(
         ours.len(),
         2,
@@ -565,11 +545,7 @@ async fn secrets_never_reach_logs_errors_or_status() {
     // Let it fail to connect a few times, with debug logs on.
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(http);
-    let pid = child.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
+    support::signal(child.id().expect("the worker runs"), Signal::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()

@@ -28,7 +28,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{eventually, TestEnv, Worker};
+use support::admin::Admin;
+use support::docs::progress;
+use support::{eventually, Signal, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 /// Deadline of the long polls (whole migrations, verify): the machine is
@@ -39,78 +41,41 @@ const SHORT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------- helpers
 
-/// A worker with its admin server on a free port, so that its `/metrics`
-/// can be read.
-fn spawn_observed_worker(env: &TestEnv) -> (Worker, u16) {
-    let port = support::free_port();
-    let bind = format!("127.0.0.1:{port}");
-    (env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind)]), port)
-}
-
-/// The sum of the samples of metric `name` whose labels include every one
-/// of `labels` (`key="value"`), read from the `/metrics` of the worker whose
-/// admin server listens on `port`; 0 while it is not up, or once it is gone.
-async fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let Ok(reply) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
-        return 0;
-    };
-    let Ok(text) = reply.text().await else {
-        return 0;
-    };
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-                && labels.iter().all(|kv| l.contains(kv.as_str()))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-/// `ferry_messages_total{queue, outcome}` of the worker on `port`.
-async fn messages(port: u16, queue: &str, outcome: &str) -> u64 {
-    metric(
-        port,
-        "ferry_messages_total",
-        &[("queue", queue), ("outcome", outcome)],
-    )
-    .await
+/// `ferry_messages_total{queue, outcome}` of a worker.
+async fn messages(admin: &Admin, queue: &str, outcome: &str) -> u64 {
+    let labels = [("queue", queue), ("outcome", outcome)];
+    admin.metric("ferry_messages_total", &labels).await
 }
 
 /// High-priority changes the worker has finished with: applied or
 /// dead-lettered.
-async fn handled(port: u16) -> u64 {
-    messages(port, "high", "applied").await
-        + metric(
-            port,
-            "ferry_messages_total",
-            &[("outcome", "dead_lettered")],
-        )
-        .await
+async fn handled(admin: &Admin) -> u64 {
+    messages(admin, "high", "applied").await
+        + admin
+            .metric("ferry_messages_total", &[("outcome", "dead_lettered")])
+            .await
 }
 
 /// The worker's migration outcomes (migrated, postponed, dropped,
 /// requeued, failed) once at least `n` messages have one.
-async fn migration_outcomes(port: u16, n: u64) -> Option<[u64; 5]> {
+async fn migration_outcomes(admin: &Admin, n: u64) -> Option<[u64; 5]> {
     let mut out = [0; 5];
     for (slot, o) in out
         .iter_mut()
         .zip(["migrated", "postponed", "dropped", "requeued", "failed"])
     {
-        *slot = messages(port, "migration", o).await;
+        *slot = messages(admin, "migration", o).await;
     }
     (out.iter().sum::<u64>() >= n).then_some(out)
 }
 
 /// The pid inside a lease owner identity (`<host>-<pid>-<random>`).
-fn owner_pid(owner: &str) -> Option<i32> {
+fn owner_pid(owner: &str) -> Option<u32> {
     owner.rsplit('-').nth(1)?.parse().ok()
 }
 
 /// The pid of the scan lease holder, if the lease is held.
-async fn lease_holder_pid(env: &TestEnv) -> Option<i32> {
+async fn lease_holder_pid(env: &TestEnv) -> Option<u32> {
     let holder = env
         .ctx
         .control
@@ -140,20 +105,14 @@ async fn seeded_migration(
     (ids, current, target)
 }
 
-async fn progress(env: &TestEnv, current: &IndexName, target: &IndexName) -> Progress {
-    lifecycle::progress(&env.ctx, current, target)
-        .await
-        .expect("progress")
-}
-
 /// Polls until every document of the Current index carries an outcome;
-/// reports progress (and the counters of the workers on `ports`) now and
+/// reports progress (and the counters of `workers`) now and
 /// then, so that a slow run and a stall can be told apart.
 async fn all_have_outcomes(
     env: &TestEnv,
     current: &IndexName,
     target: &IndexName,
-    ports: &[u16],
+    workers: &[&Admin],
 ) -> Progress {
     let since = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());
@@ -173,18 +132,18 @@ async fn all_have_outcomes(
             };
             if report {
                 let mut counters = Vec::new();
-                for port in ports {
+                for admin in workers {
                     let mut c = Vec::new();
                     for o in ["migrated", "postponed", "dropped", "requeued", "failed"] {
-                        c.push(format!("{o} {}", messages(*port, "migration", o).await));
+                        c.push(format!("{o} {}", messages(admin, "migration", o).await));
                     }
                     c.push(format!(
                         "edits {}",
-                        messages(*port, "high", "applied").await
+                        messages(admin, "high", "applied").await
                     ));
                     c.push(format!(
                         "scanned {}",
-                        metric(*port, "ferry_scanned_total", &[]).await
+                        admin.metric("ferry_scanned_total", &[]).await
                     ));
                     counters.push(c.join(", "));
                 }
@@ -352,7 +311,7 @@ const IN_FLIGHT: u64 = 4;
 
 /// Publishes edits, deletes, new uploads, re-uploads (some resurrect a
 /// deleted document) and edits of fresh uploads, at most 20 a second and
-/// at most `IN_FLIGHT` not yet handled by the worker on admin `port`,
+/// at most `IN_FLIGHT` not yet handled by the worker `admin`,
 /// until told to stop or `cap` changes are done.
 ///
 /// Few in flight because under strict priority a backlog of edits would
@@ -362,7 +321,7 @@ const IN_FLIGHT: u64 = 4;
 /// (README "Benchmark"), from stalling the tests running beside this one.
 async fn live_changes(
     pipeline: &Pipeline<'_>,
-    port: u16,
+    admin: &Admin,
     seeded: &[DocId],
     stop: &AtomicBool,
     cap: u64,
@@ -377,7 +336,7 @@ async fn live_changes(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) && n < cap {
         pace.tick().await;
-        if handled(port).await + IN_FLIGHT <= s.published {
+        if handled(admin).await + IN_FLIGHT <= s.published {
             continue;
         }
         n += 1;
@@ -434,17 +393,17 @@ async fn full_migration_under_live_traffic_then_completion() {
     let (seeded, current, target) = seeded_migration(&env, 5000, 0).await;
     eprintln!("live: seeded 5000 and started in {:?}", clock.elapsed());
     let broker = env.broker().await;
-    let (_worker, port) = spawn_observed_worker(&env);
+    let admin = Admin::spawn(&env, &[]);
 
     let pipeline = Pipeline::new(&env.ctx, &broker, 5);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let watch = async {
-        let p = all_have_outcomes(&env, &current, &target, &[port]).await;
+        let p = all_have_outcomes(&env, &current, &target, &[&admin]).await;
         stop.store(true, Ordering::Relaxed);
         p
     };
-    let (stream, _) = tokio::join!(live_changes(&pipeline, port, &seeded, &stop, 400), watch);
+    let (stream, _) = tokio::join!(live_changes(&pipeline, &admin, &seeded, &stop, 400), watch);
     eprintln!(
         "live: migrated in {:?} with {} live changes ({} edits, {} uploads, {} deletes)",
         started.elapsed(),
@@ -466,13 +425,13 @@ async fn full_migration_under_live_traffic_then_completion() {
     eventually(
         LONG,
         "the worker handled every published change",
-        move || async move { (handled(port).await >= published).then_some(()) },
+        || async { (handled(&admin).await >= published).then_some(()) },
     )
     .await;
     eprintln!("live: drained {:?} after the start", started.elapsed());
     // Every applied edit timed each of its steps (a retried attempt may
     // time some twice).
-    let applied = messages(port, "high", "applied").await;
+    let applied = messages(&admin, "high", "applied").await;
     for step in [
         "project",
         "migration",
@@ -481,7 +440,9 @@ async fn full_migration_under_live_traffic_then_completion() {
         "fresh",
         "recheck",
     ] {
-        let timed = metric(port, "ferry_edit_step_seconds_count", &[("step", step)]).await;
+        let timed = admin
+            .metric("ferry_edit_step_seconds_count", &[("step", step)])
+            .await;
         assert!(timed >= applied, "{step}: {timed} timed, {applied} applied");
     }
     queues_empty(&broker).await;
@@ -516,7 +477,7 @@ async fn full_migration_under_live_traffic_then_completion() {
         stream.live,
         "the Migration index holds exactly the live documents"
     );
-    assert!(messages(port, "migration", "migrated").await > 0);
+    assert!(messages(&admin, "migration", "migrated").await > 0);
 
     let done = lifecycle::complete(&env.ctx, Gate::checked(100))
         .await
@@ -545,7 +506,7 @@ async fn full_migration_under_live_traffic_then_completion() {
     assert_eq!(after.compared, stream.live.len());
     assert_eq!(ids_in(&env, &env.ctx.aliases.current).await, stream.live);
     broker.close().await;
-    drop(_worker);
+    drop(admin);
     drop_indices(&env, &[&current, &target]).await;
     eprintln!("live: done in {:?}", clock.elapsed());
 }
@@ -601,7 +562,7 @@ async fn a_projection_taken_before_an_edit_never_overwrites_it_in_either_order()
     assert!(new_a > old_a && new_b > old_b);
     let edits = take(&env, &broker.names.edits, 2).await;
 
-    let (_worker, port) = spawn_observed_worker(&env);
+    let admin = Admin::spawn(&env, &[]);
     let migration = env.ctx.aliases.migration.clone();
     let current_alias = env.ctx.aliases.current.clone();
 
@@ -617,7 +578,7 @@ async fn a_projection_taken_before_an_edit_never_overwrites_it_in_either_order()
         .await
         .expect("publish the stale projection of a");
     let outcomes = eventually(SHORT, "the stale projection of a is processed", || {
-        migration_outcomes(port, 1)
+        migration_outcomes(&admin, 1)
     })
     .await;
     assert_eq!(
@@ -633,7 +594,7 @@ async fn a_projection_taken_before_an_edit_never_overwrites_it_in_either_order()
         .await
         .expect("publish the stale projection of b");
     let outcomes = eventually(SHORT, "the stale projection of b is processed", || {
-        migration_outcomes(port, 2)
+        migration_outcomes(&admin, 2)
     })
     .await;
     assert_eq!(
@@ -682,7 +643,7 @@ async fn a_projection_taken_before_an_edit_never_overwrites_it_in_either_order()
         0
     );
     broker.close().await;
-    drop(_worker);
+    drop(admin);
     drop_indices(&env, &[&current, &target]).await;
 }
 
@@ -847,10 +808,9 @@ async fn two_workers_share_the_work_and_the_survivor_takes_the_lease() {
     env.settings.max_queued = 200;
     let (_, current, target) = seeded_migration(&env, 2000, 0).await;
     let broker = env.broker().await;
-    let (w1, p1) = spawn_observed_worker(&env);
-    let (w2, p2) = spawn_observed_worker(&env);
-    let mut workers = BTreeMap::from([(w1.pid(), (w1, p1)), (w2.pid(), (w2, p2))]);
-    let pids: Vec<i32> = workers.keys().copied().collect();
+    let (w1, w2) = (Admin::spawn(&env, &[]), Admin::spawn(&env, &[]));
+    let mut workers = BTreeMap::from([(w1.worker.pid(), w1), (w2.worker.pid(), w2)]);
+    let pids: Vec<u32> = workers.keys().copied().collect();
 
     let envr = &env;
     let first = eventually(SHORT, "one of the workers holds the scan lease", || async {
@@ -858,8 +818,7 @@ async fn two_workers_share_the_work_and_the_survivor_takes_the_lease() {
     })
     .await;
     // Both consume while one scans.
-    let ports: Vec<u16> = workers.values().map(|(_, port)| *port).collect();
-    let (pa, pb) = (ports[0], ports[1]);
+    let (wa, wb) = (&workers[&pids[0]], &workers[&pids[1]]);
     let moved = std::sync::atomic::AtomicBool::new(false);
     eventually(LONG, "both workers migrated documents", || async {
         let now = lease_holder_pid(envr).await;
@@ -870,8 +829,8 @@ async fn two_workers_share_the_work_and_the_survivor_takes_the_lease() {
         if now != Some(first) {
             moved.store(true, Ordering::Relaxed);
         }
-        (messages(pa, "migration", "migrated").await > 0
-            && messages(pb, "migration", "migrated").await > 0)
+        (messages(wa, "migration", "migrated").await > 0
+            && messages(wb, "migration", "migrated").await > 0)
             .then_some(())
     })
     .await;
@@ -886,27 +845,27 @@ async fn two_workers_share_the_work_and_the_survivor_takes_the_lease() {
         "the migration ended before the kill: {before:?}"
     );
 
-    let (mut dead, holder_port) = workers.remove(&holder).expect("the holder");
-    let (survivor, (_survivor_worker, survivor_port)) = workers.pop_first().expect("the survivor");
+    let mut dead = workers.remove(&holder).expect("the holder");
+    let (survivor, survivor_admin) = workers.pop_first().expect("the survivor");
     if moved.load(Ordering::Relaxed) || holder != first {
         eprintln!("two workers: the lease changed hands before the kill (a slow renewal); skipping the exclusivity check");
     } else {
         // Exactly one scanned: the other never queued a page.
         assert!(
-            metric(holder_port, "ferry_scanned_total", &[]).await > 0,
+            dead.metric("ferry_scanned_total", &[]).await > 0,
             "the lease holder scanned"
         );
         assert_eq!(
-            metric(survivor_port, "ferry_scanned_total", &[]).await,
+            survivor_admin.metric("ferry_scanned_total", &[]).await,
             0,
             "only the lease holder scans"
         );
     }
-    let survivor_before = messages(survivor_port, "migration", "migrated").await;
-    dead.signal("KILL");
+    let survivor_before = messages(&survivor_admin, "migration", "migrated").await;
+    dead.worker.signal(Signal::SIGKILL);
     let killed = Instant::now();
     assert!(
-        dead.wait(SHORT).await.is_none(),
+        dead.worker.wait(SHORT).await.is_none(),
         "killed by a signal, no exit code"
     );
 
@@ -922,17 +881,17 @@ async fn two_workers_share_the_work_and_the_survivor_takes_the_lease() {
         killed.elapsed()
     );
 
-    let p = all_have_outcomes(&env, &current, &target, &[survivor_port]).await;
+    let p = all_have_outcomes(&env, &current, &target, &[&survivor_admin]).await;
     assert_eq!((p.total, p.migrated, p.failed), (2000, 2000, 0), "{p:?}");
     queues_empty(&broker).await;
     let report = verify_clean(&env).await;
     assert_eq!(report.compared, 2000);
     assert!(
-        messages(survivor_port, "migration", "migrated").await > survivor_before,
+        messages(&survivor_admin, "migration", "migrated").await > survivor_before,
         "the survivor kept migrating"
     );
     broker.close().await;
-    drop((dead, _survivor_worker));
+    drop((dead, survivor_admin));
     drop_indices(&env, &[&current, &target]).await;
 }
 
@@ -953,7 +912,7 @@ async fn a_killed_worker_is_replaced_and_the_migration_finishes_clean() {
         (p.migrated >= 200).then_some(p)
     })
     .await;
-    first.signal("KILL");
+    first.signal(Signal::SIGKILL);
     assert!(
         first.wait(SHORT).await.is_none(),
         "killed by a signal, no exit code"

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{eventually, TestEnv, Worker};
+use support::admin::Admin;
+use support::docs::own_indices;
+use support::{eventually, Signal, TestEnv};
 
 /// The admin token the workers of these tests are started with.
 const TOKEN: &str = "secret";
@@ -49,24 +51,6 @@ async fn migration_index(env: &TestEnv) -> IndexName {
         [one] => one.clone(),
         other => panic!("expected one migration index, found {other:?}"),
     }
-}
-
-/// Every concrete index whose name starts with the environment's stem.
-async fn indices_of(env: &TestEnv) -> BTreeSet<String> {
-    let reply = env
-        .ctx
-        .index
-        .call(reqwest::Method::GET, "/_cat/indices?format=json", None)
-        .await
-        .expect("_cat/indices");
-    reply
-        .as_array()
-        .expect("an array of indices")
-        .iter()
-        .filter_map(|i| i.get("index").and_then(Value::as_str))
-        .filter(|i| i.starts_with(&format!("{}_", env.name)))
-        .map(str::to_string)
-        .collect()
 }
 
 /// `ferry <args>`, which must succeed; returns its standard output.
@@ -133,10 +117,7 @@ fn assert_mentions(text: &str, parts: &[&str]) {
 
 /// The migration counts, read directly.
 async fn progress(env: &TestEnv, target: &str) -> Progress {
-    let current = index(&legacy(env));
-    ferry::ops::lifecycle::progress(&env.ctx, &current, &index(target))
-        .await
-        .expect("progress")
+    support::docs::progress(env, &index(&legacy(env)), &index(target)).await
 }
 
 /// Waits until every document has an outcome: `migrated` and `failed`.
@@ -181,89 +162,6 @@ fn assert_changed(report: &Value, index: &str, what: &str) {
     );
     assert_eq!(report["index"], json!(index));
     assert_eq!(report["done"], json!(what));
-}
-
-/// A worker with its admin server, and an HTTP client for it.
-struct Admin {
-    worker: Worker,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    async fn start(env: &TestEnv) -> Admin {
-        let bind = format!("127.0.0.1:{}", support::free_port());
-        let worker =
-            env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &bind), ("FERRY_ADMIN_TOKEN", TOKEN)]);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
-        let admin = Admin {
-            worker,
-            base: format!("http://{bind}"),
-            http,
-        };
-        eventually(
-            Duration::from_secs(30),
-            "the admin server answers /healthz",
-            || async {
-                let r = admin.http.get(admin.url("/healthz")).send().await.ok()?;
-                r.status().is_success().then_some(())
-            },
-        )
-        .await;
-        admin
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// `GET path` with query pairs (encoded); returns status and JSON body.
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let mut url = url::Url::parse(&self.url(path)).expect("url");
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let r = self.http.get(url).send().await.expect("GET");
-        let status = r.status().as_u16();
-        (status, r.json().await.expect("a JSON answer"))
-    }
-
-    /// `POST path` with an optional bearer token and a JSON body.
-    async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let body = body.map(|b| ("application/json", b.to_string()));
-        self.post_raw(path, token, body).await
-    }
-
-    /// `POST path` with an optional bearer token and a body of any type.
-    async fn post_raw(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: Option<(&str, String)>,
-    ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.post(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some((content_type, b)) = body {
-            req = req.header("content-type", content_type).body(b);
-        }
-        let r = req.send().await.expect("POST");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().await.expect("body");
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v, headers)
-    }
 }
 
 /// The parts of a status report that do not move between two reads of an
@@ -345,7 +243,7 @@ async fn start_pause_resume_preview_and_unpreview_flip_the_aliases() {
     );
     assert_eq!(aliases(&env).await, st, "a refused start changes nothing");
     assert_eq!(
-        indices_of(&env).await,
+        own_indices(&env).await,
         BTreeSet::from([legacy.to_string(), target.to_string()]),
         "a refused start creates no index"
     );
@@ -629,7 +527,7 @@ async fn abandon_keeps_or_deletes_the_half_built_index() {
         "--delete-index deletes it"
     );
     assert_eq!(
-        indices_of(&env).await,
+        own_indices(&env).await,
         BTreeSet::from([legacy.to_string(), first.to_string()])
     );
 }
@@ -846,7 +744,7 @@ async fn failures_are_grouped_listed_shown_and_retried() {
         || async { (migration_depth(&env).await == 0).then_some(()) },
     )
     .await;
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
     assert_eq!(
         worker.wait(Duration::from_secs(30)).await,
         Some(0),
@@ -1062,7 +960,7 @@ async fn invariant_violations_are_reported_and_block_changes() {
         "refused commands change nothing"
     );
     assert_eq!(
-        indices_of(&env).await,
+        own_indices(&env).await,
         BTreeSet::from([legacy.to_string(), target.to_string(), stray.clone()])
     );
 
@@ -1110,7 +1008,7 @@ async fn invariant_violations_are_reported_and_block_changes() {
     );
     assert_mentions(&refused(&env, &["start"]).await, &[&both]);
     assert_eq!(
-        indices_of(&env).await.len(),
+        own_indices(&env).await.len(),
         3,
         "a refused start creates no index"
     );
@@ -1165,7 +1063,7 @@ async fn the_http_api_answers_what_the_cli_answers() {
     let env = TestEnv::new("op").await;
     let ids = env.seed(15, 3).await;
     let broken = broken_ids(&env, 15, 3);
-    let admin = Admin::start(&env).await;
+    let admin = Admin::start(&env, &[("FERRY_ADMIN_TOKEN", TOKEN)]).await;
 
     // Idle.
     let (code, api) = admin.get("/api/status", &[]).await;
@@ -1279,7 +1177,7 @@ async fn mutations_need_the_token() {
     let env = TestEnv::new("op").await;
     env.seed(5, 0).await;
     let legacy = legacy(&env);
-    let admin = Admin::start(&env).await;
+    let admin = Admin::start(&env, &[("FERRY_ADMIN_TOKEN", TOKEN)]).await;
     let idle = aliases(&env).await;
 
     let unauthorized = |(code, body, headers): (u16, Value, reqwest::header::HeaderMap)| {
@@ -1303,7 +1201,7 @@ async fn mutations_need_the_token() {
     );
     unauthorized(admin.post("/api/start", Some(""), None).await);
     assert_eq!(aliases(&env).await, idle, "no migration was started");
-    assert_eq!(indices_of(&env).await.len(), 1);
+    assert_eq!(own_indices(&env).await.len(), 1);
 
     let (code, started, _) = admin.post("/api/start", Some(TOKEN), None).await;
     assert_eq!(code, 200, "{started}");
@@ -1451,7 +1349,7 @@ async fn mutations_need_the_token() {
 async fn health_readiness_and_metrics() {
     let env = TestEnv::new("op").await;
     env.seed(5, 0).await;
-    let admin = Admin::start(&env).await;
+    let admin = Admin::start(&env, &[("FERRY_ADMIN_TOKEN", TOKEN)]).await;
     let r = admin
         .http
         .get(admin.url("/healthz"))
@@ -1479,28 +1377,29 @@ async fn health_readiness_and_metrics() {
     ok(&env, &["start"]).await;
     let target = migration_index(&env).await;
     wait_outcomes(&env, &target, 5, 0).await;
-    let metrics = eventually(
+    let migrated = eventually(
         Duration::from_secs(10),
         "migration messages counted in /metrics",
         || async {
-            let r = admin.http.get(admin.url("/metrics")).send().await.ok()?;
-            let text = r.text().await.ok()?;
-            text.contains("ferry_messages_total{").then_some(text)
+            let n = admin
+                .metric("ferry_messages_total", &[("queue", "migration")])
+                .await;
+            (n >= 5).then_some(n)
         },
     )
     .await;
-    assert_mentions(
-        &metrics,
-        &["# TYPE ferry_messages_total counter", "queue=\"migration\""],
-    );
-    let migrated: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("ferry_messages_total{") && l.contains("queue=\"migration\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let scrape = admin.metrics().await.expect("/metrics");
+    let counted: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ferry_messages_total")
+        .collect();
     assert!(
-        migrated >= 5.0,
-        "at least 5 migration messages counted:\n{metrics}"
+        counted
+            .iter()
+            .all(|s| matches!(s.value, prometheus_parse::Value::Counter(_))),
+        "ferry_messages_total is a counter: {counted:?}"
     );
+    assert!(migrated >= 5, "at least 5 migration messages counted");
     drop(admin.worker);
 }

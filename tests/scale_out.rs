@@ -12,21 +12,8 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{env_or, eventually, TestEnv, Worker};
-
-struct Replica {
-    worker: Worker,
-    base: String,
-}
-
-fn spawn(env: &TestEnv) -> Replica {
-    let port = support::free_port();
-    let worker = env.spawn_worker_with(&[("FERRY_ADMIN_BIND", &format!("127.0.0.1:{port}"))]);
-    Replica {
-        worker,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
+use support::admin::Admin;
+use support::{env_or, eventually, Signal, TestEnv};
 
 async fn view(http: &reqwest::Client, base: &str) -> Option<Value> {
     http.get(format!("{base}/api/worker"))
@@ -36,22 +23,6 @@ async fn view(http: &reqwest::Client, base: &str) -> Option<Value> {
         .json()
         .await
         .ok()
-}
-
-/// Migration messages this worker wrote, from its Prometheus metrics.
-async fn migrated_by(http: &reqwest::Client, base: &str) -> u64 {
-    let Ok(resp) = http.get(format!("{base}/metrics")).send().await else {
-        return 0;
-    };
-    let text = resp.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("ferry_messages_total{")
-                && l.contains(r#"outcome="migrated""#)
-                && l.contains(r#"queue="migration""#)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// Both indices hold exactly the seeded ids (none deleted here), each at
@@ -129,9 +100,9 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
         .build()
         .unwrap();
     let replicas = Arc::new(tokio::sync::Mutex::new(vec![
-        spawn(&env),
-        spawn(&env),
-        spawn(&env),
+        Admin::spawn(&env, &[]),
+        Admin::spawn(&env, &[]),
+        Admin::spawn(&env, &[]),
     ]));
 
     // Watch the lease from the workers' own point of view throughout.
@@ -237,7 +208,12 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
     {
         let rs = replicas.lock().await;
         for r in rs.iter() {
-            let n = migrated_by(&http, &r.base).await;
+            let n = r
+                .metric(
+                    "ferry_messages_total",
+                    &[("queue", "migration"), ("outcome", "migrated")],
+                )
+                .await;
             assert!(
                 n > 0,
                 "worker at {} processed no migration messages",
@@ -258,7 +234,7 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
             }
         }
         let i = holder.expect("a worker holds the scan lease");
-        rs[i].worker.signal("KILL");
+        rs[i].worker.signal(Signal::SIGKILL);
         rs[i].worker.wait(Duration::from_secs(10)).await;
         let killed_at = std::time::Instant::now();
         let others: Vec<String> = rs
@@ -286,7 +262,7 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
         .await;
         eprintln!("lease handed over {:?} after the kill", killed_at.elapsed());
         let mut rs = replicas.lock().await;
-        rs[i] = spawn(&env);
+        rs[i] = Admin::spawn(&env, &[]);
     }
     done_fraction(0.6).await;
     // Then a worker that is not scanning.
@@ -301,9 +277,9 @@ async fn three_workers_share_the_work_one_scans_and_any_can_die() {
                 victim = i;
             }
         }
-        rs[victim].worker.signal("KILL");
+        rs[victim].worker.signal(Signal::SIGKILL);
         rs[victim].worker.wait(Duration::from_secs(10)).await;
-        rs[victim] = spawn(&env);
+        rs[victim] = Admin::spawn(&env, &[]);
     }
     done_fraction(1.0).await;
     stop.store(true, Ordering::SeqCst);

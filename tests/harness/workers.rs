@@ -6,7 +6,7 @@
 use super::schedule::Fault;
 use super::Run;
 use crate::support::proxy::{Mode, Proxy};
-use crate::support::Worker;
+use crate::support::{Signal, Worker};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +75,7 @@ impl Workers {
             let _ = t.await;
         }
         for s in self.slots.lock().await.iter() {
-            s.worker.signal("CONT");
+            s.worker.signal(Signal::SIGCONT);
         }
         if let Some((a, b)) = &self.proxies {
             a.set(Mode::Pass);
@@ -88,7 +88,7 @@ impl Workers {
     pub async fn kill(&self, run: &Run, victim: usize) {
         let mut slots = self.slots.lock().await;
         let slot = &mut slots[victim];
-        slot.worker.signal("KILL");
+        slot.worker.signal(Signal::SIGKILL);
         let _ = slot.worker.wait(Duration::from_secs(10)).await;
         slot.worker = start(run, &slot.env);
         run.count.kills.fetch_add(1, Ordering::SeqCst);
@@ -101,7 +101,9 @@ impl Workers {
         let victim = run.schedule.stop_slot;
         let ttl = Workers::ttl(run, victim);
         let hold = ttl.max(run.env.settings.lease_ttl) + Duration::from_secs(1);
-        self.slots.lock().await[victim].worker.signal("STOP");
+        self.slots.lock().await[victim]
+            .worker
+            .signal(Signal::SIGSTOP);
         run.count.stops.fetch_add(1, Ordering::SeqCst);
         run.event(format!(
             "SIGSTOP worker {victim} (state TTL {ttl:?}) for {hold:?}"
@@ -109,7 +111,7 @@ impl Workers {
         let (slots, run2) = (self.slots.clone(), run.clone());
         self.later.push(tokio::spawn(async move {
             tokio::time::sleep(hold).await;
-            slots.lock().await[victim].worker.signal("CONT");
+            slots.lock().await[victim].worker.signal(Signal::SIGCONT);
             run2.event(format!("SIGCONT worker {victim}"));
         }));
     }

@@ -1,4 +1,4 @@
-//! The edit path, `worker::edits::apply`, one index or store request per
+//! The edit path, `worker::edit_path::apply`, one index or store request per
 //! step.
 
 use super::engine::Ext;
@@ -10,7 +10,7 @@ fn bit(idx: Idx) -> u8 {
     1 << idx
 }
 
-/// Workers write Historical in this window state (`worker::state::Snapshot::historical_writes`).
+/// Workers write Historical in this window state (`context::state::Snapshot::historical_writes`).
 pub fn window_writes(cfg: &Config, w: Option<Window>) -> bool {
     match cfg.variant {
         Variant::NoMargin => w == Some(Window::Open),
@@ -279,7 +279,7 @@ fn ext_result(cfg: &Config, p: &mut EditProc, idx: Idx, r: Ext) {
 }
 
 /// The body a compare-and-set writes: the projection plus outcome records
-/// (`worker::edits::with_outcome`).
+/// (`worker::edit_path::with_outcome`).
 fn body(cfg: &Config, s: &State, p: &EditProc, slot: Slot, idx: Idx) -> Entry {
     let stored = s.get(idx, p.doc).map(|(e, _)| e);
     let kept = stored.and_then(|e| e.migrated_to);

@@ -1,5 +1,5 @@
 //! The migration path: `worker::scanner` publishes, and
-//! `worker::migration::process_inner` writes, re-reads (`behind_on_409`,
+//! `worker::migration_path::process_inner` writes, re-reads (`behind_on_409`,
 //! `moved_on`) and records the outcome or runs the edit path.
 
 use super::edit;
@@ -70,7 +70,7 @@ pub enum Next {
     Done,
 }
 
-/// The edit path for this message's id (`worker::migration::edit_path`:
+/// The edit path for this message's id (`worker::migration_path::settle`:
 /// `apply` inline, on the same worker; a crash redelivers the migrate
 /// message): a 409 from an index behind, or the stores moved on.
 fn via_edit_path(m: Migrate, view: View) -> Next {

@@ -103,7 +103,7 @@ pub enum Window {
 }
 
 /// What a worker knows of the migration state: aliases plus completion
-/// record, read together (`worker::state::Snapshot`).
+/// record, read together (`context::state::Snapshot`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct View {
     /// The aliases.
@@ -147,7 +147,7 @@ pub enum Slot {
     Historical,
 }
 
-/// Where an edit is (program counter of `worker::edits::apply`).
+/// Where an edit is (program counter of `worker::edit_path::apply`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EditPc {
     /// Project from the stores and take the cached view.
@@ -193,15 +193,15 @@ pub struct EditProc {
     pub pc: EditPc,
 }
 
-/// Where a migrate message is (`worker::migration::process_inner`).
+/// Where a migrate message is (`worker::migration_path::process_inner`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MigPc {
     /// Versioned write into the Migration alias.
     Write,
     /// After a 409: read the Migration document's content version
-    /// (`worker::migration::behind_on_409`).
+    /// (`worker::migration_path::behind_on_409`).
     Behind409,
-    /// After a write: read the stores' version (`worker::migration::moved_on`).
+    /// After a write: read the stores' version (`worker::migration_path::moved_on`).
     MovedOn,
     /// Partial update of the outcome on Current (`Some`: failure).
     Outcome(bool),

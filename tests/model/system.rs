@@ -328,13 +328,13 @@ impl FerryModel {
                 };
                 match s.pending[i] {
                     Msg::Edit(d) => format!(
-                        "worker    take edit doc{d}; project v{} {}; cached view {}{err} (worker::edits::apply, stores::projection)",
+                        "worker    take edit doc{d}; project v{} {}; cached view {}{err} (worker::edit_path::apply, stores::projection)",
                         s.store[d as usize].version,
                         if s.store[d as usize].live { "live" } else { "deleted" },
                         show_view(&view)
                     ),
                     Msg::Migrate(m) => format!(
-                        "worker    take migrate doc{} -> idx{} v{} seq{:?}; mget Current (worker::migration::process_inner)",
+                        "worker    take migrate doc{} -> idx{} v{} seq{:?}; mget Current (worker::migration_path::process_inner)",
                         m.doc, m.target, m.version, m.seq
                     ),
                 }
@@ -376,7 +376,7 @@ fn step_name(p: &Proc, c: u8) -> String {
     match p {
         Proc::Edit(e) => {
             let what = match e.pc {
-                EditPc::Project => "re-project (superseded) and take the cached view (worker::edits::apply)".to_string(),
+                EditPc::Project => "re-project (superseded) and take the cached view (worker::edit_path::apply)".to_string(),
                 EditPc::MigrationWrite => format!(
                     "doc{} v{}: external {} through Migration (IndexClient::{})",
                     e.doc,
@@ -386,9 +386,9 @@ fn step_name(p: &Proc, c: u8) -> String {
                 ),
                 EditPc::MigrationDelete(i, _) => format!("doc{} v{}: external delete to idx{i} (IndexClient::delete_external)", e.doc, e.v),
                 EditPc::StrayCheck(i, _) => format!("check idx{i} uuid, delete if recreated (IndexClient::delete_target)"),
-                EditPc::CasGet(slot) => format!("doc{} v{}: GET through {} (worker::edits::write_cas)", e.doc, e.v, slot_name(slot)),
+                EditPc::CasGet(slot) => format!("doc{} v{}: GET through {} (worker::edit_path::write_cas)", e.doc, e.v, slot_name(slot)),
                 EditPc::CasWrite(slot, seen) => format!(
-                    "doc{} v{}: {} through {} if_seq_no={seen:?} (worker::edits::write_cas, IndexClient::{})",
+                    "doc{} v{}: {} through {} if_seq_no={seen:?} (worker::edit_path::write_cas, IndexClient::{})",
                     e.doc,
                     e.v,
                     if e.live { "write" } else { "delete" },
@@ -396,25 +396,25 @@ fn step_name(p: &Proc, c: u8) -> String {
                     if e.live { "put_cas" } else { "delete_cas" }
                 ),
                 EditPc::FreshCheck => format!(
-                    "doc{}: fresh alias read{} (worker::state::StateCache::fresh)",
+                    "doc{}: fresh alias read{} (context::state::StateCache::fresh)",
                     e.doc,
                     if c == 1 { ", completion read failed" } else { "" }
                 ),
-                EditPc::StoreRecheck => format!("doc{}: re-read the stores' version (worker::edits::latest_version)", e.doc),
+                EditPc::StoreRecheck => format!("doc{}: re-read the stores' version (worker::edit_path::latest_version)", e.doc),
             };
             what
         }
         Proc::Migrate(m) => match m.pc {
             MigPc::Write => format!(
-                "doc{} v{}: external write into Migration (worker::migration::process_inner, IndexClient::put_external)",
+                "doc{} v{}: external write into Migration (worker::migration_path::process_inner, IndexClient::put_external)",
                 m.m.doc, m.m.version
             ),
             MigPc::Behind409 => format!(
-                "doc{} v{}: 409; mget Migration: content behind? (worker::migration::behind_on_409)",
+                "doc{} v{}: 409; mget Migration: content behind? (worker::migration_path::behind_on_409)",
                 m.m.doc, m.m.version
             ),
             MigPc::MovedOn => format!(
-                "doc{} v{}: read the stores' version: moved on? (worker::migration::moved_on)",
+                "doc{} v{}: read the stores' version: moved on? (worker::migration_path::moved_on)",
                 m.m.doc, m.m.version
             ),
             MigPc::Outcome(f) => format!(

@@ -3,7 +3,7 @@
 
 use super::{eventually, TestEnv};
 use ferry::index::StoredDoc;
-use ferry::ops::lifecycle;
+use ferry::ops::lifecycle::{self, Progress};
 use ferry::stores::Projection;
 use ferry::types::{DocId, IndexName};
 use serde_json::Value;
@@ -78,6 +78,13 @@ pub async fn start_migration(env: &TestEnv) -> IndexName {
         .await
         .expect("start a migration");
     IndexName::parse(changed.index).expect("target name")
+}
+
+/// The migration counts from `current` to `target`, read directly.
+pub async fn progress(env: &TestEnv, current: &IndexName, target: &IndexName) -> Progress {
+    lifecycle::progress(&env.ctx, current, target)
+        .await
+        .expect("progress")
 }
 
 /// Names of the concrete indices whose names start with this env's stem.

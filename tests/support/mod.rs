@@ -3,7 +3,9 @@
 //! `infra/test.sh`), so tests run in parallel and never see each other's data.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod docs;
+pub mod metrics;
 pub mod proxy;
 pub mod rabbit;
 
@@ -11,6 +13,7 @@ use ferry::config::Settings;
 use ferry::context::Ctx;
 use ferry::queue::Broker;
 use ferry::types::{DocId, IndexName};
+pub use nix::sys::signal::Signal;
 use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -218,17 +221,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Its process id.
-    pub fn pid(&self) -> i32 {
-        self.child.id().map(|p| p as i32).unwrap_or(-1)
+    /// Its process id (panics once the process has been waited for).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the worker has already exited")
     }
 
-    /// Sends a signal (`SIGTERM`, `SIGKILL`, ...).
-    pub fn signal(&self, sig: &str) {
-        let _ = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status();
+    /// Sends `sig` to the worker; nothing once it has been waited for.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.child.id() {
+            signal(pid, sig);
+        }
     }
 
     /// Waits for exit within `limit`; returns the exit code.
@@ -238,6 +240,44 @@ impl Worker {
             _ => None,
         }
     }
+}
+
+/// Sends `sig` to the one process `pid` (a child of this test). The pid is
+/// converted checked: 0 or a value that does not fit a positive `pid_t`
+/// panics before any system call, since `kill(0, ..)` would signal this
+/// test's process group and `kill(-1, ..)` every process the user owns. A
+/// process that is already gone is not an error.
+pub fn signal(pid: u32, sig: Signal) {
+    let raw = i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .unwrap_or_else(|| panic!("refusing to send {sig} to pid {pid}: not one process"));
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => panic!("cannot send {sig} to pid {pid}: {e}"),
+    }
+}
+
+/// Deletes the queues and exchanges of `s`'s topology (quorum queues do
+/// not expire, so tests that declare them clean up after themselves).
+pub async fn delete_topology(s: &Settings) {
+    let conn =
+        lapin::Connection::connect(s.amqp_url.expose(), lapin::ConnectionProperties::default())
+            .await
+            .expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let t = ferry::queue::Topology::load(&s.topology, &s.queue_prefix).expect("topology");
+    for q in &t.queues {
+        let _ = ch
+            .queue_delete(q.name.as_str().into(), Default::default())
+            .await;
+    }
+    for e in &t.exchanges {
+        let _ = ch
+            .exchange_delete(e.name.as_str().into(), Default::default())
+            .await;
+    }
+    let _ = conn.close(200, "bye".into()).await;
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
