@@ -239,12 +239,25 @@ async fn retry(
 
 async fn throttle_get(State(st): State<AppState>) -> ApiResult {
     let cap = ops::throttle::get(&st.ctx).await?;
-    ok(json!({ "max_docs_per_second": cap.max_docs_per_second, "worker": st.ctx.pace.state() }))
+    ok(json!({
+        "max_docs_per_second": cap.max_docs_per_second,
+        "edit_latency_budget": cap.edit_latency_budget,
+        "worker": st.ctx.pace.state(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
 struct ThrottleBody {
-    max_docs_per_second: Option<u64>,
+    /// Absent with an `edit_latency` given: the cap stays as it is.
+    #[serde(default, deserialize_with = "present")]
+    max_docs_per_second: Option<Option<u64>>,
+    /// `300ms` or `off`.
+    edit_latency: Option<String>,
+}
+
+/// Tells a field given as `null` (Some(None)) from one left out (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
 }
 
 async fn throttle_set(
@@ -253,5 +266,17 @@ async fn throttle_set(
     b: Result<Json<ThrottleBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    ok(ops::throttle::set(&st.ctx, b.max_docs_per_second).await?)
+    let mut done = None;
+    if let Some(raw) = b.edit_latency {
+        let budget = raw
+            .parse::<crate::config::LatencyBudget>()
+            .map_err(|e| OpsError::Invalid(format!("edit_latency: {e}")))?;
+        done = Some(ops::throttle::set_budget(&st.ctx, budget).await?);
+    }
+    match (b.max_docs_per_second, done) {
+        (Some(cap), _) => ok(ops::throttle::set(&st.ctx, cap).await?),
+        (None, Some(d)) => ok(d),
+        // Neither given: as before, an empty body removes the cap.
+        (None, None) => ok(ops::throttle::set(&st.ctx, None).await?),
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::auth::token_ok;
 use super::AppState;
+use crate::context::pace::PaceState;
 use crate::index::records::Outcome;
 use crate::ops::{self, failures::Overview, status::Status, OpsError};
 use crate::types::{DocId, IndexName};
@@ -61,6 +62,7 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
                 h1 { "ferry" }
                 @if let Some(m) = &q.msg { p.flash role="status" { (m) } }
                 @match &status { Ok(s) => (status_block(s)), Err(e) => p.bad { "status unavailable: " (e.to_string()) } }
+                (pace_block(&st.ctx.pace.state()))
                 h2 { "Look up a document" }
                 form method="get" action="/" {
                     input name="id" placeholder="document id" value=(q.id.clone().unwrap_or_default()) size="50";
@@ -81,6 +83,24 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
     Html(body.into_string()).into_response()
 }
 
+/// This worker's edits and the migration's pace.
+fn pace_block(p: &PaceState) -> Markup {
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+    html! {
+        h2 { "Pace (this worker)" }
+        table {
+            tr { th { "Edit latency" } td #edit-latency { "p50 " (ms(p.edit_p50_ms)) ", p99 " (ms(p.edit_p99_ms)) " over the last seconds" } }
+            tr { th { "Budget" } td { @match p.edit_latency_budget_ms { Some(b) => (format!("{b} ms")), None => "off" } } }
+            tr { th { "Migration" } td {
+                (p.batch_size) " per batch"
+                @if let Some(r) = p.budget_docs_per_second { ", held to " (format!("{r:.0}")) " docs/s by the budget" }
+                @if let Some(c) = p.worker_docs_per_second { ", capped at " (format!("{c:.0}")) " docs/s" }
+            } }
+            @if let Some(why) = &p.yielding { tr { th { "Yielding" } td { (why) } } }
+        }
+    }
+}
+
 fn status_block(s: &Status) -> Markup {
     html! {
         h2 { "Migration" }
@@ -98,6 +118,7 @@ fn status_block(s: &Status) -> Markup {
             }
             @if let Some(r) = s.rate_per_second { tr { th { "Rate" } td { (format!("{r:.0} docs/s")) @if let Some(e) = s.eta_seconds { ", about " (humantime::format_duration(std::time::Duration::from_secs(e)).to_string()) " to go" } } } }
             @if let Some(q) = &s.queues { tr { th { "Queues" } td { "high " (q.high) ", migration " (q.low) ", dead letters " (q.dead_letters) } } }
+            @if let Some(why) = &s.yielding { tr { th { "Yielding" } td #yielding { (why) } } }
             tr { th { "Scanner" } td { @match &s.lease { Some(l) => (l.owner), None => "none" } } }
         }
     }

@@ -35,6 +35,10 @@ pub struct ThrottleArgs {
     /// Remove the cap.
     #[arg(long)]
     off: bool,
+    /// Set the edit latency budget the migration yields to (like 300ms),
+    /// or `off`.
+    #[arg(long)]
+    edit_latency: Option<ferry::config::LatencyBudget>,
 }
 
 pub async fn status(ctx: &Ctx, a: StatusArgs, json: bool) -> Outcome {
@@ -59,20 +63,27 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs, json: bool) -> Outcome {
 }
 
 pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool) -> Outcome {
+    if let Some(b) = a.edit_latency {
+        ops::throttle::set_budget(ctx, b).await?;
+    }
     let cap = match (a.max_docs_per_second, a.off) {
         (None, false) => ops::throttle::get(ctx).await?,
         (cap, _) => ops::throttle::set(ctx, cap).await?,
     };
-    let text = match cap.max_docs_per_second {
-        Some(c) => format!(
-            "migration capped at {c} documents/s for the whole cluster\nnext: {}",
-            cap.next
-        ),
-        None => format!(
-            "no cap on migration speed (adaptive throttling only)\nnext: {}",
-            cap.next
-        ),
+    let speed = match cap.max_docs_per_second {
+        Some(c) => format!("migration capped at {c} documents/s for the whole cluster"),
+        None => "no cap on migration speed (adaptive throttling only)".into(),
     };
+    let text = format!(
+        "{speed}\nedit latency budget: {}{}\nnext: {}",
+        cap.edit_latency_budget,
+        if cap.budget_set_at_run_time {
+            " (set at run time)"
+        } else {
+            " (FERRY_EDIT_LATENCY_BUDGET)"
+        },
+        cap.next
+    );
     output::line(json, &serde_json::to_value(&cap).unwrap_or_default(), &text);
     done()
 }

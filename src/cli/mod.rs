@@ -74,7 +74,8 @@ pub enum Command {
     Queue(documents::QueueArgs),
     /// Look up failure records: grouped by message, a paged list, one id.
     Failures(failures::FailuresArgs),
-    /// Show or set the cluster-wide cap on migration speed (edits are never
+    /// Show or set the migration's limits: a cluster-wide cap on its speed
+    /// and the edit latency budget it yields to (edits are never
     /// throttled); workers apply a change within 5 seconds.
     Throttle(inspect::ThrottleArgs),
     /// Compare the target index with a fresh projection of the stores;

@@ -102,6 +102,9 @@ pub fn status(json: bool, s: &Status) {
     } else {
         println!("queues:     broker unreachable");
     }
+    if let Some(why) = &s.yielding {
+        println!("yielding:   {why}");
+    }
     match &s.lease {
         Some(l) => println!("scanner:    {}", l.owner),
         None => println!("scanner:    none (no worker holds the lease)"),

@@ -5,6 +5,7 @@
 //! all take a `Ctx`.
 
 pub mod health;
+pub mod latency;
 pub mod pace;
 pub mod state;
 
@@ -50,7 +51,11 @@ impl Ctx {
         let sdk = crate::stores::aws::dynamo_config(&settings).await;
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
         let aliases = Aliases::from_settings(&settings);
-        let pace = pace::Pace::new(settings.batch_size);
+        let pace = pace::Pace::new(
+            settings.batch_size,
+            settings.batch_time,
+            settings.edit_latency_budget.0,
+        );
         let state = StateCache::new(
             settings.state_ttl,
             settings.rollback_window,

@@ -41,6 +41,9 @@ pub struct Status {
     pub rate_per_second: Option<f64>,
     /// Seconds until nothing is left to go, at that rate.
     pub eta_seconds: Option<u64>,
+    /// Why the migration yields to edits, when a worker said so lately
+    /// ("edit p99 410 ms is over the 300 ms budget: migration at 40 docs/s").
+    pub yielding: Option<String>,
 }
 
 /// Rate over the last minute from `(ms, done)` samples, oldest first.
@@ -52,6 +55,10 @@ pub fn rate(samples: &[(u64, u64)]) -> Option<f64> {
     let secs = (last_t.saturating_sub(first_t)) as f64 / 1000.0;
     (secs >= 1.0).then(|| last_d.saturating_sub(first_d) as f64 / secs)
 }
+
+/// A worker's reason for yielding counts this long (workers repeat it every
+/// five seconds while it holds).
+const YIELD_FRESH: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Reads the whole status.
 pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsError> {
@@ -85,7 +92,12 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         (Some(p), Some(r)) if r > 0.0 => Some((p.to_go as f64 / r).ceil() as u64),
         _ => None,
     };
+    let yielding = match aliases.migration_index() {
+        Some(_) => ctx.control.yielding(YIELD_FRESH).await?,
+        None => None,
+    };
     Ok(Status {
+        yielding,
         rate_per_second,
         eta_seconds,
         phase,

@@ -1,5 +1,7 @@
 //! The control table in DynamoDB: the scan lease (one scanner across all
-//! replicas) and the record of the last completion (for the rollback window).
+//! replicas), the record of the last completion (for the rollback window),
+//! progress samples, and the operator's pace settings (cap, edit latency
+//! budget) with the workers' latest reason for yielding.
 
 use super::aws::{sdk_error, StoreError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,6 +15,10 @@ pub const SCAN_LEASE: &str = "scan-lease";
 pub const COMPLETION: &str = "completion";
 /// Name of the throttle item (the operator's cap).
 pub const THROTTLE: &str = "throttle";
+/// Name of the run-time edit latency budget item.
+pub const BUDGET: &str = "budget";
+/// Name of the item saying why the migration last yielded to edits.
+pub const YIELDING: &str = "yielding";
 /// Name of the progress item (samples for rate and ETA).
 pub const PROGRESS: &str = "progress";
 /// How far back progress samples are kept.
@@ -241,32 +247,78 @@ impl Control {
 
     /// Sets (or with `None` removes) the cluster-wide migration cap.
     pub async fn set_cap(&self, docs_per_second: Option<u64>) -> Result<(), StoreError> {
-        match docs_per_second {
-            Some(cap) => self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("name", self.key(THROTTLE))
-                .item("cap", AttributeValue::N(cap.to_string()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| sdk_error("DynamoDB PutItem (throttle)", e)),
-            None => self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key("name", self.key(THROTTLE))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| sdk_error("DynamoDB DeleteItem (throttle)", e)),
-        }
+        self.put_number(THROTTLE, "cap", docs_per_second).await
     }
 
     /// The cluster-wide migration cap, if an operator set one.
     pub async fn cap(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.get(THROTTLE).await?.and_then(|i| number(&i, "cap")))
+    }
+
+    /// Sets the run-time edit latency budget in milliseconds (0: off), or
+    /// with `None` goes back to each worker's `FERRY_EDIT_LATENCY_BUDGET`.
+    pub async fn set_budget(&self, ms: Option<u64>) -> Result<(), StoreError> {
+        self.put_number(BUDGET, "ms", ms).await
+    }
+
+    /// The run-time edit latency budget in milliseconds (0: off), if an
+    /// operator set one.
+    pub async fn budget(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(BUDGET).await?.and_then(|i| number(&i, "ms")))
+    }
+
+    /// Records why a worker's migration yields to edits, now.
+    pub async fn report_yielding(&self, why: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("name", self.key(YIELDING))
+            .item("why", AttributeValue::S(why.to_string()))
+            .item("at", AttributeValue::N(now_ms().to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("DynamoDB PutItem (yielding)", e))
+    }
+
+    /// The latest reason a worker gave for yielding, if given within `fresh`.
+    pub async fn yielding(&self, fresh: Duration) -> Result<Option<String>, StoreError> {
+        let Some(item) = self.get(YIELDING).await? else {
+            return Ok(None);
+        };
+        let at = number(&item, "at").unwrap_or(0);
+        let recent = now_ms().saturating_sub(at) <= fresh.as_millis() as u64;
+        Ok(text(&item, "why").filter(|_| recent))
+    }
+
+    /// Puts `{attr: value}` under `name`, or deletes the item for `None`.
+    async fn put_number(
+        &self,
+        name: &str,
+        attr: &str,
+        value: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("name", self.key(name))
+                .item(attr, AttributeValue::N(v.to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("DynamoDB PutItem (control)", e)),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("name", self.key(name))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("DynamoDB DeleteItem (control)", e)),
+        }
     }
 
     async fn get(&self, name: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {

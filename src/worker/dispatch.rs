@@ -8,9 +8,12 @@
 use super::edit_path::{apply, EditError};
 use super::locks::IdLocks;
 use super::migration_path::{self, Disposition};
+use crate::context::latency::edit_latency;
 use crate::context::Ctx;
+use crate::queue::broker::published_ms;
 use crate::queue::{Broker, Message, QueueError};
 use crate::retry::{retry, Transient};
+use crate::stores::control::now_ms;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -51,7 +54,8 @@ pub async fn serve(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // Every few seconds: the operator's cap (shared among the workers
-    // consuming the migration queue) and the queue depths for /metrics.
+    // consuming the migration queue) and budget, whether the migration
+    // yields to edits, and the queue depths for /metrics.
     let mut caps = tokio::time::interval(std::time::Duration::from_secs(5));
     caps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -95,10 +99,11 @@ pub async fn serve(
                     Ok(d) => d,
                     Err(e) => break Err(QueueError::Amqp { op: "consume", detail: e.to_string() }),
                 };
+                let delivered = Instant::now();
                 let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
                 let (ctx, broker, locks) = (ctx.clone(), broker.clone(), locks.clone());
                 tasks.spawn(async move {
-                    handle_doc(&ctx, &broker, &locks, &queue, delivery).await;
+                    handle_doc(&ctx, &broker, &locks, &queue, delivery, delivered).await;
                     drop(permit);
                 });
             }
@@ -162,6 +167,22 @@ async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
         (Err(e), _) => tracing::debug!(error = %e, "cannot read the migration cap"),
         (_, Err(e)) => tracing::debug!(error = %e, "cannot count migration consumers"),
     }
+    match ctx.control.budget().await {
+        Ok(Some(0)) => ctx.pace.set_budget(None),
+        Ok(Some(ms)) => ctx
+            .pace
+            .set_budget(Some(std::time::Duration::from_millis(ms))),
+        Ok(None) => ctx.pace.set_budget(ctx.settings.edit_latency_budget.0),
+        Err(e) => tracing::debug!(error = %e, "cannot read the edit latency budget"),
+    }
+    // Latency changes between batches too (edits keep coming while the
+    // migration waits): steer now, and say so where `status` reads it.
+    ctx.pace.steer();
+    if let Some(why) = ctx.pace.state().yielding {
+        if let Err(e) = ctx.control.report_yielding(&why).await {
+            tracing::debug!(error = %e, "cannot report why the migration yields");
+        }
+    }
 }
 
 fn closed(what: &str) -> QueueError {
@@ -171,8 +192,16 @@ fn closed(what: &str) -> QueueError {
     }
 }
 
-/// Handles one upload, edit or delete delivery, start to ack.
-async fn handle_doc(ctx: &Ctx, broker: &Broker, locks: &IdLocks, queue: &str, d: Delivery) {
+/// Handles one upload, edit or delete delivery, start to ack; its latency
+/// (from publish, or from `delivered`) feeds the migration's pace.
+async fn handle_doc(
+    ctx: &Ctx,
+    broker: &Broker,
+    locks: &IdLocks,
+    queue: &str,
+    d: Delivery,
+    delivered: Instant,
+) {
     let msg = match Message::parse(&d.data, ctx.settings.max_message_bytes) {
         Ok(Message::Doc(m)) => m,
         Ok(Message::Migrate(_)) => {
@@ -196,6 +225,11 @@ async fn handle_doc(ctx: &Ctx, broker: &Broker, locks: &IdLocks, queue: &str, d:
             metrics::counter!("ferry_messages_total", "queue" => "high", "outcome" => "applied")
                 .increment(1);
             ack(&d).await;
+            ctx.pace.edits.record(edit_latency(
+                published_ms(&d.properties),
+                now_ms(),
+                delivered.elapsed(),
+            ));
         }
         Err(EditError::Projection(p)) => {
             reject(broker, queue, d, "projection-failed", &p.to_string()).await
@@ -290,7 +324,7 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
         .index_pressure
         .load(std::sync::atomic::Ordering::Relaxed)
         > pressure_before;
-    ctx.pace.record(started.elapsed(), pressured);
+    ctx.pace.record(msgs.len(), started.elapsed(), pressured);
     metrics::histogram!("ferry_batch_seconds").record(started.elapsed().as_secs_f64());
     for (outcome, n) in [
         ("migrated", report.migrated),

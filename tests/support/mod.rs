@@ -99,6 +99,10 @@ impl TestEnv {
         s.topology = expiring_topology();
         s.mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json").into();
         s.admin_bind = ferry::config::AdminBind::OFF;
+        // Tests check what ferry does, not how fast: on a shared, loaded
+        // stack the edit latency budget would slow their migrations down
+        // at random. `tests/latency_budget.rs` turns it on.
+        s.edit_latency_budget = ferry::config::LatencyBudget(None);
         s.retry_budget = Duration::from_secs(5);
         s.scan_interval = Duration::from_millis(300);
         s.lease_ttl = Duration::from_secs(3);

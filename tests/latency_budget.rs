@@ -1,0 +1,130 @@
+//! The edit latency budget: a worker whose edits slow down (its index
+//! requests delayed by the fault-injecting proxy) makes the migration yield
+//! (a rate limit, smaller batches, the reason in its pace, on `/metrics` and
+//! in `ferry status`), and lets it go again once edits are fast.
+
+mod support;
+
+use ferry::seed::pipeline::Pipeline;
+use ferry::types::DocId;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::admin::Admin;
+use support::proxy::{Mode, Proxy};
+use support::{eventually, TestEnv};
+
+/// This worker's pace, as its admin API reports it.
+async fn pace(admin: &Admin) -> Value {
+    let (code, body) = admin.get("/api/throttle", &[]).await;
+    assert_eq!(code, 200, "{body}");
+    body["worker"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
+    let env = TestEnv::new("budget").await;
+    let ids = env.seed(3000, 0).await;
+    let upstream = env
+        .settings
+        .index_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let proxy = Proxy::start(upstream).await;
+    // A cap keeps the migration running through the whole test.
+    let (code, _, err) = env.cli(&["throttle", "--max-docs-per-second", "60"]).await;
+    assert_eq!(code, 0, "{err}");
+    ferry::ops::lifecycle::start(&env.ctx, &env.settings.mapping)
+        .await
+        .expect("start");
+    let admin = Admin::start(
+        &env,
+        &[
+            ("FERRY_INDEX_URL", proxy.url.as_str()),
+            ("FERRY_EDIT_LATENCY_BUDGET", "1s"),
+        ],
+    )
+    .await;
+
+    // A steady trickle of edits, as users make them.
+    let stop = AtomicBool::new(false);
+    let broker = env.broker().await;
+    let edits = async {
+        let pipeline = Pipeline::new(&env.ctx, &broker, 3);
+        let mut n = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let id: &DocId = &ids[(n * 37) % ids.len()];
+            pipeline.edit(id).await.expect("edit");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let observe = async {
+        let p = eventually(
+            Duration::from_secs(60),
+            "edits measured, no yielding",
+            || async {
+                let p = pace(&admin).await;
+                (p["edit_p99_ms"].is_u64() && p["yielding"].is_null()).then_some(p)
+            },
+        )
+        .await;
+        assert_eq!(p["edit_latency_budget_ms"], 1000, "{p}");
+
+        // Every index request of the worker now waits 1.5 s.
+        proxy.set(Mode::Delay(Duration::from_millis(1500)));
+        let slow = eventually(Duration::from_secs(60), "the migration yields", || async {
+            let p = pace(&admin).await;
+            p["yielding"]
+                .as_str()
+                .is_some_and(|w| w.contains("budget"))
+                .then_some(p)
+        })
+        .await;
+        // "Near" is four fifths of the budget.
+        assert!(slow["edit_p99_ms"].as_u64().unwrap_or(0) > 800, "{slow}");
+        assert!(
+            slow["budget_docs_per_second"].as_f64().unwrap_or(f64::MAX) < 60.0,
+            "{slow}"
+        );
+        let why = eventually(Duration::from_secs(30), "status says why", || async {
+            let (code, out, err) = env.cli(&["status"]).await;
+            assert_eq!(code, 0, "{err}");
+            out.lines()
+                .find(|l| l.starts_with("yielding:") && l.contains("ms budget"))
+                .map(str::to_string)
+        })
+        .await;
+        assert!(why.contains("edit p99"), "{why}");
+        let scrape = admin.metrics().await.expect("metrics");
+        let gauge = |name| support::metrics::sum(&scrape, name, &[]);
+        assert_eq!(
+            gauge("ferry_edit_latency_budget_seconds"),
+            0.3,
+            "the budget is on /metrics"
+        );
+        assert!(
+            gauge("ferry_edit_latency_p99_seconds") > 0.3,
+            "the live p99 is on /metrics"
+        );
+        assert!(
+            gauge("ferry_migration_rate_limit") > 0.0,
+            "and the rate limit"
+        );
+
+        // Edits are fast again: the limit is lifted and nothing is said.
+        proxy.set(Mode::Pass);
+        let p = eventually(
+            Duration::from_secs(150),
+            "the migration goes again",
+            || async {
+                let p = pace(&admin).await;
+                (p["yielding"].is_null() && p["budget_docs_per_second"].is_null()).then_some(p)
+            },
+        )
+        .await;
+        assert!(p["edit_p99_ms"].as_u64().unwrap_or(u64::MAX) < 1000, "{p}");
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(edits, observe);
+}
