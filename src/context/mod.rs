@@ -76,6 +76,23 @@ impl Ctx {
         })
     }
 
+    /// The edit latency budget in force: an operator's run-time setting
+    /// from the control table (0 ms: off), else this process's setting;
+    /// and whether it was set at run time.
+    pub async fn budget_in_force(
+        &self,
+    ) -> Result<(crate::config::LatencyBudget, bool), crate::stores::StoreError> {
+        use crate::config::LatencyBudget;
+        Ok(match self.control.budget().await? {
+            Some(0) => (LatencyBudget(None), true),
+            Some(ms) => (
+                LatencyBudget(Some(std::time::Duration::from_millis(ms))),
+                true,
+            ),
+            None => (self.settings.edit_latency_budget, false),
+        })
+    }
+
     /// Checks the index, S3 and DynamoDB once; the problems found.
     pub async fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

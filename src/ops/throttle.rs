@@ -6,7 +6,6 @@ use super::OpsError;
 use crate::config::LatencyBudget;
 use crate::context::Ctx;
 use serde::Serialize;
-use std::time::Duration;
 
 /// The limits in force, after a change.
 #[derive(Debug, Clone, Serialize)]
@@ -22,17 +21,8 @@ pub struct Cap {
     pub next: String,
 }
 
-/// The budget in force: set at run time, or this process's setting.
-pub async fn budget(ctx: &Ctx) -> Result<(LatencyBudget, bool), OpsError> {
-    Ok(match ctx.control.budget().await? {
-        Some(0) => (LatencyBudget(None), true),
-        Some(ms) => (LatencyBudget(Some(Duration::from_millis(ms))), true),
-        None => (ctx.settings.edit_latency_budget, false),
-    })
-}
-
 async fn report(ctx: &Ctx, next: &str) -> Result<Cap, OpsError> {
-    let (b, set) = budget(ctx).await?;
+    let (b, set) = ctx.budget_in_force().await?;
     Ok(Cap {
         max_docs_per_second: ctx.control.cap().await?,
         edit_latency_budget: b.to_string(),

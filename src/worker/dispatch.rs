@@ -167,12 +167,8 @@ async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
         (Err(e), _) => tracing::debug!(error = %e, "cannot read the migration cap"),
         (_, Err(e)) => tracing::debug!(error = %e, "cannot count migration consumers"),
     }
-    match ctx.control.budget().await {
-        Ok(Some(0)) => ctx.pace.set_budget(None),
-        Ok(Some(ms)) => ctx
-            .pace
-            .set_budget(Some(std::time::Duration::from_millis(ms))),
-        Ok(None) => ctx.pace.set_budget(ctx.settings.edit_latency_budget.0),
+    match ctx.budget_in_force().await {
+        Ok((budget, _)) => ctx.pace.set_budget(budget.0),
         Err(e) => tracing::debug!(error = %e, "cannot read the edit latency budget"),
     }
     // Latency changes between batches too (edits keep coming while the
