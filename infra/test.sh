@@ -33,9 +33,12 @@ if [ "$#" -gt 0 ]; then
   exec cargo test --locked "$@"
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-  # The broker-restart test stops RabbitMQ: alone, after the rest.
-  cargo nextest run --locked --config-file infra/nextest.toml -E 'not binary(broker_restart)'
-  cargo nextest run --locked --config-file infra/nextest.toml -E 'binary(broker_restart)'
+  # Alone, after the rest, one at a time: the broker-restart test stops
+  # RabbitMQ; the latency-budget test measures edit latency, which the
+  # parallel suite's load would swamp.
+  alone='binary(broker_restart) | binary(latency_budget)'
+  cargo nextest run --locked --config-file infra/nextest.toml -E "not ($alone)"
+  cargo nextest run --locked --config-file infra/nextest.toml --test-threads 1 -E "$alone"
   # Three workers and two kills, alone too (it loads the index server);
   # 5,000 documents here, the full 20,000 with infra/scale.sh.
   FERRY_SCALE_DOCS=${FERRY_SCALE_DOCS:-5000} cargo nextest run --locked \

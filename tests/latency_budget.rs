@@ -2,6 +2,11 @@
 //! requests delayed by the fault-injecting proxy) makes the migration yield
 //! (a rate limit, smaller batches, the reason in its pace, on `/metrics` and
 //! in `ferry status`), and lets it go again once edits are fast.
+//!
+//! The budget (2 s) sits well above the shared stack's own edit latency, and
+//! infra/test.sh runs this test alone: under the parallel suite's load the
+//! stack's edits alone take a second, which no budget can tell from a slow
+//! migration.
 
 mod support;
 
@@ -41,7 +46,7 @@ async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
         &env,
         &[
             ("FERRY_INDEX_URL", proxy.url.as_str()),
-            ("FERRY_EDIT_LATENCY_BUDGET", "1s"),
+            ("FERRY_EDIT_LATENCY_BUDGET", "2s"),
         ],
     )
     .await;
@@ -69,10 +74,10 @@ async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
             },
         )
         .await;
-        assert_eq!(p["edit_latency_budget_ms"], 1000, "{p}");
+        assert_eq!(p["edit_latency_budget_ms"], 2000, "{p}");
 
-        // Every index request of the worker now waits 1.5 s.
-        proxy.set(Mode::Delay(Duration::from_millis(1500)));
+        // Every index request of the worker now waits 3 s.
+        proxy.set(Mode::Delay(Duration::from_millis(3000)));
         let slow = eventually(Duration::from_secs(60), "the migration yields", || async {
             let p = pace(&admin).await;
             p["yielding"]
@@ -82,7 +87,7 @@ async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
         })
         .await;
         // "Near" is four fifths of the budget.
-        assert!(slow["edit_p99_ms"].as_u64().unwrap_or(0) > 800, "{slow}");
+        assert!(slow["edit_p99_ms"].as_u64().unwrap_or(0) > 1600, "{slow}");
         assert!(
             slow["budget_docs_per_second"].as_f64().unwrap_or(f64::MAX) < 60.0,
             "{slow}"
@@ -100,11 +105,11 @@ async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
         let gauge = |name| support::metrics::sum(&scrape, name, &[]);
         assert_eq!(
             gauge("ferry_edit_latency_budget_seconds"),
-            1.0,
+            2.0,
             "the budget is on /metrics"
         );
         assert!(
-            gauge("ferry_edit_latency_p99_seconds") > 0.3,
+            gauge("ferry_edit_latency_p99_seconds") > 0.6,
             "the live p99 is on /metrics"
         );
         assert!(
@@ -123,7 +128,7 @@ async fn slow_edits_make_the_migration_yield_and_fast_ones_let_it_go() {
             },
         )
         .await;
-        assert!(p["edit_p99_ms"].as_u64().unwrap_or(u64::MAX) < 1000, "{p}");
+        assert!(p["edit_p99_ms"].as_u64().unwrap_or(u64::MAX) < 2000, "{p}");
         stop.store(true, Ordering::Relaxed);
     };
     tokio::join!(edits, observe);
