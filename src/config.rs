@@ -45,11 +45,18 @@ impl fmt::Display for AdminBind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyBudget(pub Option<Duration>);
 
+impl LatencyBudget {
+    /// The default budget (see `FERRY_EDIT_LATENCY_BUDGET`).
+    pub const DEFAULT: LatencyBudget = LatencyBudget(Some(Duration::from_millis(500)));
+    /// No budget.
+    pub const OFF: LatencyBudget = LatencyBudget(None);
+}
+
 impl FromStr for LatencyBudget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "off" {
-            return Ok(LatencyBudget(None));
+            return Ok(LatencyBudget::OFF);
         }
         match humantime::parse_duration(s) {
             Ok(d) if d >= Duration::from_millis(1) => Ok(LatencyBudget(Some(d))),
@@ -316,7 +323,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "FERRY_EDIT_LATENCY_BUDGET",
-        default_value = "500ms",
+        default_value_t = LatencyBudget::DEFAULT,
         global = true,
         help_heading = "Worker tuning"
     )]

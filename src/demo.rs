@@ -63,7 +63,7 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
     // second, often on a debug build), where edits are slow with or without
     // a migration: the budget would hold the migration at its floor. Its
     // effect is measured by `tests/latency_budget.rs` instead.
-    settings.edit_latency_budget = crate::config::LatencyBudget(None);
+    settings.edit_latency_budget = crate::config::LatencyBudget::OFF;
     let ctx = Ctx::new(settings.clone()).await?;
     eprintln!("demo {run}: seeding {count} documents ({broken} broken on purpose)...");
     let seeded = seed::seed(

@@ -20,6 +20,7 @@ fn positive(report: &Value, path: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_measures_everything_at_a_tiny_size() {
     let env = TestEnv::new("bn").await;
+    let plot = std::env::temp_dir().join(format!("ferry-bench-{}.svg", std::process::id()));
     let (code, out, err) = env
         .cli(&[
             "bench",
@@ -33,6 +34,8 @@ async fn bench_measures_everything_at_a_tiny_size() {
             "15",
             "--edit-rate",
             "10",
+            "--plot",
+            plot.to_str().expect("utf-8 temp dir"),
             "--json",
         ])
         .await;
@@ -69,14 +72,53 @@ async fn bench_measures_everything_at_a_tiny_size() {
     }
     assert_eq!(report["latency_idle"]["edits"], 15);
 
-    // The main run and the 150-document run, each with its memory.
+    // W at ferry's batch size and at the best one.
+    let w = report["write_ceiling"]["runs"].as_array().expect("W runs");
+    let batches: Vec<u64> = w
+        .iter()
+        .map(|r| r["batch_size"].as_u64().expect("batch"))
+        .collect();
+    assert_eq!(batches, [100, 1000], "{report:#}");
+    for (k, run) in w.iter().enumerate() {
+        assert_eq!(run["throughput"]["docs"], 300);
+        positive(
+            &report,
+            &format!("/write_ceiling/runs/{k}/throughput/docs_per_second"),
+        );
+    }
+
+    // The main run (budget on: the test stack's is off, so the default),
+    // the same with the budget off, without edits, and the 150-document
+    // run, each with its memory.
     let runs = report["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 2, "{report:#}");
+    assert_eq!(runs.len(), 4, "{report:#}");
+    let labels: Vec<&str> = runs
+        .iter()
+        .map(|r| r["label"].as_str().expect("label"))
+        .collect();
+    assert_eq!(
+        labels,
+        ["budget 500ms", "budget off", "no edits", "150 documents"]
+    );
     let sizes: Vec<u64> = runs
         .iter()
         .map(|r| r["throughput"]["docs"].as_u64().expect("docs"))
         .collect();
-    assert_eq!(sizes, [300, 150]);
+    assert_eq!(sizes, [300, 300, 300, 150]);
+    assert_eq!(report["migration"]["budget_ms"], 500);
+    assert!(report["unbudgeted"]["budget_ms"].is_null(), "{report:#}");
+    assert_eq!(report["no_edits"]["during"]["edits"], 0);
+    assert_eq!(report["no_edits"]["edit_rate"], 0.0);
+    positive(&report, "/unbudgeted/during/edits");
+    // Every visible edit of the main run is on its timeline.
+    assert_eq!(
+        report["migration"]["timeline"]["edits"]
+            .as_array()
+            .map(Vec::len),
+        report["latency_during"]["visible"]
+            .as_u64()
+            .map(|v| v as usize),
+    );
     for r in runs {
         assert!(
             r["peak_rss_mb"][0].as_f64().is_some_and(|v| v > 0.0),
@@ -86,7 +128,20 @@ async fn bench_measures_everything_at_a_tiny_size() {
 
     // Every ratio and target is measured.
     let targets = report["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 6);
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    for name in [
+        "edit_p99_during_budget_over_idle",
+        "edit_p99_during_budget_ms",
+        "m_budget_over_m_unbudgeted",
+        "m_no_edits_over_write_ceiling",
+        "m_no_edits_over_ceiling",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {names:?}");
+    }
+    assert_eq!(targets.len(), 9);
     for t in targets {
         assert!(
             t["value"].as_f64().is_some_and(|v| v > 0.0),
@@ -95,4 +150,10 @@ async fn bench_measures_everything_at_a_tiny_size() {
         assert!(t["met"].is_boolean(), "{t:#}");
     }
     positive(&report, "/migration/cpu/machine_busy_cores");
+
+    let svg = std::fs::read_to_string(&plot).expect("the plot is written");
+    std::fs::remove_file(&plot).ok();
+    for text in ["edit latency", "migration rate", "budget off", "no edits"] {
+        assert!(svg.contains(text), "{text} missing from the plot");
+    }
 }

@@ -1051,6 +1051,11 @@ async fn bad_arguments_exit_non_zero_with_usage() {
     assert_eq!(code, 2, "{err}");
     assert_mentions(&err, &["Usage: ferry failures retry"]);
 
+    // Refused before any measuring, not after an hour of bench.
+    let (code, _, err) = env.cli(&["bench", "--plot", "out.png"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_mentions(&err, &["ending in .svg", "try '--help'"]);
+
     let (code, _, err) = env.cli(&["queue", "--file", "/nonexistent/ids.txt"]).await;
     assert_eq!(code, 1, "{err}");
     assert_mentions(&err, &["cannot read /nonexistent/ids.txt"]);

@@ -42,6 +42,10 @@ pub struct Latency {
     pub p99_ms: f64,
     /// Slowest, milliseconds.
     pub max_ms: f64,
+    /// Each visible edit as `[seconds from the stream's origin at publish,
+    /// milliseconds to visible]`, in the order they became visible.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<[f64; 2]>,
 }
 
 impl Latency {
@@ -56,6 +60,7 @@ impl Latency {
             p50_ms: ms(rank(&seen, 0.50)),
             p99_ms: ms(rank(&seen, 0.99)),
             max_ms: ms(seen.last()),
+            timeline: Vec::new(),
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct Stream<'a> {
     pub max: Option<usize>,
     /// Or when this is set.
     pub stop: &'a AtomicBool,
+    /// Where the timeline's clock starts.
+    pub origin: Instant,
 }
 
 /// An edit published and not yet seen everywhere.
@@ -112,7 +119,8 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     }
     let pending: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
     let given_up: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
-    let seen: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+    // Each visible edit: when it was published, how long it took.
+    let seen: Mutex<Vec<(Instant, Duration)>> = Mutex::new(Vec::new());
     let publishing = AtomicBool::new(true);
     let publish = async {
         let r = publish(ctx, broker, &stream, &pending).await;
@@ -134,9 +142,18 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     mark_seen(&ctx.index, &stream.watch, &given_up).await;
     let late = lock(&given_up).iter().filter(|p| p.visible()).count();
     let seen = std::mem::take(&mut *lock(&seen));
+    let timeline = seen
+        .iter()
+        .map(|(at, took)| {
+            let at = at.saturating_duration_since(stream.origin).as_secs_f64();
+            [at, took.as_secs_f64() * 1000.0]
+        })
+        .collect();
+    let latencies = seen.into_iter().map(|(_, took)| took).collect();
     Ok(Latency {
         late,
-        ..Latency::of(published?, seen)
+        timeline,
+        ..Latency::of(published?, latencies)
     })
 }
 
@@ -212,14 +229,14 @@ async fn mark_seen(index: &IndexClient, watch: &[IndexName], pending: &Mutex<Vec
 /// and the ones waited on for too long into `given_up`.
 fn settle(
     pending: &Mutex<Vec<Pending>>,
-    seen: &Mutex<Vec<Duration>>,
+    seen: &Mutex<Vec<(Instant, Duration)>>,
     given_up: &Mutex<Vec<Pending>>,
 ) {
     let now = Instant::now();
     let mut waiting = lock(pending);
     for p in std::mem::take(&mut *waiting) {
         if p.visible() {
-            lock(seen).push(now.duration_since(p.started));
+            lock(seen).push((p.started, now.duration_since(p.started)));
         } else if now.duration_since(p.started) >= GIVE_UP {
             lock(given_up).push(p);
         } else {

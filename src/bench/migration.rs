@@ -10,7 +10,8 @@ use super::latency::{self, Latency, Stream};
 use super::long_client;
 use super::reindex;
 use super::throughput::Throughput;
-use crate::config::Settings;
+use super::timeline::{self, Timeline};
+use crate::config::{LatencyBudget, Settings};
 use crate::context::Ctx;
 use crate::index::aliases::AliasAction;
 use crate::index::read_mapping;
@@ -32,6 +33,8 @@ const STALL: Duration = Duration::from_secs(180);
 /// One M run.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// What the run shows, for people (`budget off`).
+    pub label: String,
     /// Name stem of its aliases, indices and queues.
     pub name: String,
     /// Documents in its Current index.
@@ -40,15 +43,24 @@ pub struct Spec {
     pub workers: usize,
     /// Edits published before `start` (idle latency); 0 for none.
     pub idle_edits: usize,
-    /// Edits per second.
-    pub edit_rate: f64,
+    /// Edits per second, before and during the migration; `None` for a
+    /// run without edits.
+    pub edit_rate: Option<f64>,
+    /// The workers' edit latency budget.
+    pub budget: LatencyBudget,
 }
 
 /// What one M run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct MigrationRun {
+    /// What the run shows (`budget off`).
+    pub label: String,
     /// Worker processes.
     pub workers: usize,
+    /// Edits per second during the run (0 for none).
+    pub edit_rate: f64,
+    /// The workers' edit latency budget, ms (`None`: off).
+    pub budget_ms: Option<u64>,
     /// Documents migrated, seconds from `start` to none left, docs/s.
     pub throughput: Throughput,
     /// Peak resident memory of each worker, MB.
@@ -59,6 +71,8 @@ pub struct MigrationRun {
     pub during: Latency,
     /// Where the CPU went during the migration.
     pub cpu: cpu::Profile,
+    /// The migration's rate and each edit's latency over time.
+    pub timeline: Timeline,
 }
 
 /// Worker processes, killed if dropped before they are stopped.
@@ -117,7 +131,8 @@ pub async fn measure(
     source: &IndexName,
     spec: &Spec,
 ) -> Result<MigrationRun, OpsError> {
-    let settings = base.isolated(&spec.name)?;
+    let mut settings = base.isolated(&spec.name)?;
+    settings.edit_latency_budget = spec.budget;
     let ctx = Ctx::new(settings.clone()).await?;
     let current = IndexName::parse(format!("{}_legacy", settings.index_prefix))?;
     let client = long_client(&settings)?;
@@ -169,42 +184,46 @@ async fn with_workers(
     let outcome = async {
         wait_for_consumers(broker, spec.workers).await?;
         let never = AtomicBool::new(false);
-        let idle = match spec.idle_edits {
-            0 => None,
-            n => Some(
-                latency::run(
-                    ctx,
-                    broker,
-                    Stream {
-                        ids: edited,
-                        watch: vec![ctx.settings.current_alias.clone()],
-                        rate: spec.edit_rate,
-                        max: Some(n),
-                        stop: &never,
-                    },
-                )
-                .await?,
-            ),
+        let idle = match (spec.idle_edits, spec.edit_rate) {
+            (0, _) | (_, None) => None,
+            (n, Some(rate)) => {
+                let stream = Stream {
+                    ids: edited,
+                    watch: vec![ctx.settings.current_alias.clone()],
+                    rate,
+                    max: Some(n),
+                    stop: &never,
+                    origin: Instant::now(),
+                };
+                let mut idle = latency::run(ctx, broker, stream).await?;
+                idle.timeline.clear(); // only the migration's is plotted
+                Some(idle)
+            }
         };
         let before = cpu::snapshot(&workers.pids());
         let clock = Instant::now();
         let started = ops::lifecycle::start(ctx, &ctx.settings.mapping).await?;
         let target = target.insert(IndexName::parse(started.index)?).clone();
         let stop = AtomicBool::new(false);
-        let stream = latency::run(
-            ctx,
-            broker,
-            Stream {
+        let stream = async {
+            let Some(rate) = spec.edit_rate else {
+                return Ok(Latency::default());
+            };
+            let watch = vec![
+                ctx.settings.current_alias.clone(),
+                ctx.settings.migration_alias.clone(),
+            ];
+            let stream = Stream {
                 ids: edited,
-                watch: vec![
-                    ctx.settings.current_alias.clone(),
-                    ctx.settings.migration_alias.clone(),
-                ],
-                rate: spec.edit_rate,
+                watch,
+                rate,
                 max: None,
                 stop: &stop,
-            },
-        );
+                origin: clock,
+            };
+            latency::run(ctx, broker, stream).await
+        };
+        let rate = timeline::sample_rate(ctx, &target, clock, &stop);
         let watch = async {
             let r = until_migrated(ctx, broker, current, &target).await;
             // From `start` (index creation included) to none left.
@@ -212,9 +231,10 @@ async fn with_workers(
             stop.store(true, Ordering::Relaxed);
             r.map(|()| seconds)
         };
-        let (during, migrated) = tokio::join!(stream, watch);
+        let (during, migrated, rate) = tokio::join!(stream, watch, rate);
         let seconds = migrated?;
-        let during = during?;
+        let mut during = during?;
+        let edits = std::mem::take(&mut during.timeline);
         let after = cpu::snapshot(&workers.pids());
         let peak_rss_mb = workers
             .pids()
@@ -222,12 +242,16 @@ async fn with_workers(
             .filter_map(cpu::peak_rss_mb)
             .collect();
         Ok::<_, OpsError>(MigrationRun {
+            label: spec.label.clone(),
             workers: spec.workers,
+            edit_rate: spec.edit_rate.unwrap_or(0.0),
+            budget_ms: spec.budget.0.map(|d| d.as_millis() as u64),
             throughput: Throughput::new(size, seconds),
             peak_rss_mb,
             idle,
             during,
             cpu: cpu::profile(&before, &after),
+            timeline: Timeline { rate, edits },
         })
     }
     .await;

@@ -8,27 +8,38 @@
 //!    the scanner reads them (store-read ceiling);
 //! 3. **S** ([`serial`]): one document at a time, the way Grid's Thrall
 //!    migrates (baseline);
-//! 4. **M** ([`migration`]): a full migration by real `ferry worker`
-//!    processes, with their peak memory;
-//! 5. edit latency ([`latency`]): publish-to-visible, idle and during M.
+//! 4. **W** ([`write_ceiling`]): the reads and writes a migration needs,
+//!    by a bare client (write ceiling);
+//! 5. **M** ([`migration`]): a full migration by real `ferry worker`
+//!    processes, with their peak memory: with the edit latency budget, the
+//!    same without it, and with no edits;
+//! 6. edit latency ([`latency`]): publish-to-visible, idle and during M,
+//!    and over time ([`timeline`]).
 //!
-//! [`report`] turns the numbers into ratios against the targets.
+//! [`report`] turns the numbers into ratios against the targets; [`plot`]
+//! draws edit latency and migration rate over time.
 
 pub mod cpu;
 pub mod latency;
 pub mod migration;
+pub mod plot;
 pub mod reindex;
 pub mod report;
 pub mod serial;
 pub mod store_reads;
 pub mod throughput;
+pub mod timeline;
+pub mod write_ceiling;
 
-use crate::config::Settings;
+use crate::config::{LatencyBudget, Settings};
 use crate::context::Ctx;
 use crate::index::IndexClient;
 use crate::ops::OpsError;
 use crate::seed::{self, SeedOptions};
 use crate::types::{DocId, IndexName};
+use migration::Spec;
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use report::BenchReport;
@@ -57,6 +68,10 @@ pub struct BenchOptions {
     /// Edits per second in both latency streams.
     #[arg(long, default_value_t = 20.0)]
     pub edit_rate: f64,
+    /// Also draw edit latency and migration rate over time, with the
+    /// budget off and on, into this SVG file.
+    #[arg(long, value_name = "FILE.svg", value_parser = plot::svg_path)]
+    pub plot: Option<PathBuf>,
 }
 
 /// A client for the long server-side calls (`_reindex` of 100,000
@@ -85,6 +100,25 @@ fn check(opts: &BenchOptions) -> Result<(), OpsError> {
         return bad("--edit-rate must be positive");
     }
     Ok(())
+}
+
+/// Runs `work`, then deletes `indices` whatever happened: a failed run
+/// must not leave 100,000 documents behind in an in-memory index server.
+pub(crate) async fn run_cleaned<T>(
+    ctx: &Ctx,
+    work: impl Future<Output = Result<T, OpsError>>,
+    indices: &[IndexName],
+) -> Result<T, OpsError> {
+    let result = work.await;
+    for index in indices {
+        match ctx.index.delete_index(index).await {
+            Err(e) if !e.is_missing_index() => {
+                tracing::warn!(error = %e, index = %index, "could not delete a bench index");
+            }
+            _ => {}
+        }
+    }
+    result
 }
 
 /// Runs every measurement and reports; `progress` lines go to stderr.
@@ -126,30 +160,69 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
     );
     let store_reads = store_reads::measure(&ctx, &ids).await?;
 
-    let mut runs = Vec::new();
+    eprintln!("bench {run}: W, a migration's reads and writes by a bare client...");
+    let write_ceiling =
+        write_ceiling::measure(&ctx, &source, opts.count, settings.batch_size).await?;
+
+    // The budget in force, or the default one when it is off: the main run
+    // shows what the budget does, beside the same run without it.
+    let budget = match settings.edit_latency_budget {
+        LatencyBudget(None) => LatencyBudget::DEFAULT,
+        b => b,
+    };
     let main_workers = opts.replicas[0];
-    for (k, &workers) in opts.replicas.iter().enumerate() {
-        let spec = migration::Spec {
-            name: format!("{run}m{k}"),
-            size: opts.count,
-            workers,
-            idle_edits: if k == 0 { opts.edits } else { 0 },
-            edit_rate: opts.edit_rate,
-        };
-        runs.push(migration::measure(&settings, &source, &spec).await?);
+    let spec = |label: String, name: String, size: usize, workers: usize| Spec {
+        label,
+        name,
+        size,
+        workers,
+        idle_edits: 0,
+        edit_rate: Some(opts.edit_rate),
+        budget,
+    };
+    let mut specs = vec![
+        Spec {
+            idle_edits: opts.edits,
+            ..spec(
+                format!("budget {budget}"),
+                format!("{run}m0"),
+                opts.count,
+                main_workers,
+            )
+        },
+        Spec {
+            budget: LatencyBudget::OFF,
+            ..spec(
+                "budget off".into(),
+                format!("{run}u"),
+                opts.count,
+                main_workers,
+            )
+        },
+        Spec {
+            edit_rate: None,
+            ..spec(
+                "no edits".into(),
+                format!("{run}n"),
+                opts.count,
+                main_workers,
+            )
+        },
+    ];
+    for (k, &workers) in opts.replicas.iter().enumerate().skip(1) {
+        let label = format!("{workers} workers");
+        specs.push(spec(label, format!("{run}m{k}"), opts.count, workers));
     }
     for (k, &size) in opts.sizes.iter().enumerate() {
         if size == opts.count || opts.sizes[..k].contains(&size) {
             continue; // the main run (or an earlier one) measured this size
         }
-        let spec = migration::Spec {
-            name: format!("{run}s{k}"),
-            size,
-            workers: main_workers,
-            idle_edits: 0,
-            edit_rate: opts.edit_rate,
-        };
-        runs.push(migration::measure(&settings, &source, &spec).await?);
+        let label = format!("{size} documents");
+        specs.push(spec(label, format!("{run}s{k}"), size, main_workers));
+    }
+    let mut runs = Vec::new();
+    for spec in &specs {
+        runs.push(migration::measure(&settings, &source, spec).await?);
     }
 
     let subset = &ids[..ids.len().min(opts.serial_docs)];
@@ -171,6 +244,7 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
         reindex,
         store_reads,
         serial,
+        write_ceiling,
         runs,
     }))
 }

@@ -1,10 +1,11 @@
 //! The bench report: every measurement, the ratios, and each target met or
 //! missed, as JSON (serde) and as a readable table ([`BenchReport::table`]).
 
-use super::cpu::{Machine, Profile};
+use super::cpu::Machine;
 use super::latency::Latency;
 use super::migration::MigrationRun;
 use super::throughput::Throughput;
+use super::write_ceiling::WriteCeiling;
 use super::BenchOptions;
 use crate::config::Settings;
 use serde::Serialize;
@@ -43,6 +44,8 @@ pub struct Target {
     pub value: Option<f64>,
     /// Whether the bound holds.
     pub met: Option<bool>,
+    /// False for a long-term aim that is reported but does not fail the run.
+    pub binding: bool,
 }
 
 /// Everything `ferry bench` measured.
@@ -66,9 +69,16 @@ pub struct BenchReport {
     pub serial: Throughput,
     /// True when S ran on fewer documents than the main run.
     pub serial_subset: bool,
-    /// M: the main run (the first `--replicas` value, `--count` documents).
+    /// W: a migration's reads and writes by a bare client.
+    pub write_ceiling: WriteCeiling,
+    /// M: the main run (the first `--replicas` value, `--count` documents,
+    /// edits, the budget on).
     pub migration: MigrationRun,
-    /// Every M run: the main one, the replica curve, the sizes.
+    /// M as the main run with the budget off.
+    pub unbudgeted: MigrationRun,
+    /// M as the main run without edits.
+    pub no_edits: MigrationRun,
+    /// Every M run: the three above, the replica curve, the sizes.
     pub runs: Vec<MigrationRun>,
     /// Edit latency with no migration running (visible in Current).
     pub latency_idle: Latency,
@@ -87,6 +97,8 @@ pub(crate) struct Parts<'a> {
     pub reindex: Throughput,
     pub store_reads: Throughput,
     pub serial: Throughput,
+    pub write_ceiling: WriteCeiling,
+    /// The main run, budget off, no edits, then the curves.
     pub runs: Vec<MigrationRun>,
 }
 
@@ -100,27 +112,24 @@ fn target(name: &str, bound: &str, value: Option<f64>, ok: impl Fn(f64) -> bool)
         target: bound.into(),
         value,
         met: value.map(ok),
+        binding: true,
     }
 }
 
-/// Builds the report; `parts.runs` is non-empty, the main run first.
+/// Builds the report; `parts.runs` holds the main run, the run with the
+/// budget off and the run without edits, in that order, then the curves.
 pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
     let s = parts.settings;
-    let main = parts.runs.first().cloned().unwrap_or_else(|| MigrationRun {
-        workers: 0,
-        throughput: Throughput::default(),
-        peak_rss_mb: Vec::new(),
-        idle: None,
-        during: Latency::default(),
-        cpu: Profile::default(),
-    });
+    let nth = |k: usize| parts.runs.get(k).cloned().unwrap_or_default();
+    let (main, unbudgeted, no_edits) = (nth(0), nth(1), nth(2));
     let idle = main.idle.clone().unwrap_or_default();
     let during = main.during.clone();
     let m = main.throughput.docs_per_second;
-    let ceiling = parts
-        .reindex
-        .docs_per_second
-        .min(parts.store_reads.docs_per_second);
+    let p = parts.store_reads.docs_per_second;
+    let ceiling = parts.reindex.docs_per_second.min(p);
+    let write_ceiling = parts.write_ceiling.best().min(p);
+    let m_no_edits = no_edits.throughput.docs_per_second;
+    let budget_ms = main.budget_ms.map(|b| b as f64);
     let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     // Peak memory by size, with the main run's number of workers.
     let mut by_size: Vec<(usize, f64)> = parts
@@ -138,32 +147,54 @@ pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
         _ => None,
     };
     let rss_name = match (by_size.first(), by_size.last()) {
-        (Some(a), Some(b)) if rss_ratio.is_some() => format!("RSS({}) / RSS({})", b.0, a.0),
-        _ => "RSS(large) / RSS(small) (use --sizes)".into(),
+        (Some(a), Some(b)) if rss_ratio.is_some() => format!("rss_{}_over_{}", b.0, a.0),
+        _ => "rss_large_over_small (use --sizes)".into(),
     };
     let max_rss = parts.runs.iter().map(peak).fold(0.0, f64::max);
+    let budgeted_p99 = (during.visible > 0).then_some(during.p99_ms);
     let targets = vec![
-        target("M / min(R, P)", ">= 0.8", ratio(m, ceiling), |v| v >= 0.8),
+        target("m_over_ceiling", ">= 0.8", ratio(m, ceiling), |v| v >= 0.8),
         target(
-            "M / S",
+            "m_over_serial",
             ">= 20",
             ratio(m, parts.serial.docs_per_second),
             |v| v >= 20.0,
         ),
         target(
-            "p99 during / p99 idle",
+            "edit_p99_during_budget_over_idle",
             "<= 1.5",
             ratio(during.p99_ms, idle.p99_ms),
             |v| v <= 1.5,
         ),
         target(
-            "p99 during M (ms)",
-            "< 100",
-            (during.visible > 0).then_some(during.p99_ms),
-            |v| v < 100.0,
+            "edit_p99_during_budget_ms",
+            &format!("<= {}", budget_ms.unwrap_or(0.0)),
+            budgeted_p99.filter(|_| budget_ms.is_some()),
+            |v| budget_ms.is_some_and(|b| v <= b),
         ),
         target(
-            "peak worker RSS (MB)",
+            "m_budget_over_m_unbudgeted",
+            ">= 0.5",
+            ratio(m, unbudgeted.throughput.docs_per_second),
+            |v| v >= 0.5,
+        ),
+        target(
+            "m_no_edits_over_write_ceiling",
+            ">= 0.8",
+            ratio(m_no_edits, write_ceiling),
+            |v| v >= 0.8,
+        ),
+        Target {
+            binding: false,
+            ..target(
+                "m_no_edits_over_ceiling",
+                ">= 0.8 (aim)",
+                ratio(m_no_edits, ceiling),
+                |v| v >= 0.8,
+            )
+        },
+        target(
+            "peak_worker_rss_mb",
             "< 150",
             (max_rss > 0.0).then_some(max_rss),
             |v| v < 150.0,
@@ -189,7 +220,10 @@ pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
         store_reads: parts.store_reads,
         serial_subset: parts.serial.docs < parts.opts.count,
         serial: parts.serial,
+        write_ceiling: parts.write_ceiling,
         migration: main,
+        unbudgeted,
+        no_edits,
         runs: parts.runs,
         latency_idle: idle,
         latency_during: during,
@@ -200,7 +234,9 @@ pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
 impl BenchReport {
     /// True when every measured target is met.
     pub fn all_met(&self) -> bool {
-        self.targets.iter().all(|t| t.met != Some(false))
+        self.targets
+            .iter()
+            .all(|t| !t.binding || t.met != Some(false))
     }
 
     /// The report as a table for people.
@@ -238,16 +274,25 @@ impl BenchReport {
         } else {
             "S  one at a time (Thrall)"
         };
-        let main = format!("M  ferry, {} worker process(es)", self.migration.workers);
-        for (name, t) in [
-            ("R  server's own _reindex (copy ceiling)", &self.reindex),
+        let mut rows = vec![
             (
-                "P  store reads as the scanner (read ceiling)",
-                &self.store_reads,
+                "R  server's own _reindex (copy ceiling)".to_string(),
+                self.reindex,
             ),
-            (serial, &self.serial),
-            (main.as_str(), &self.migration.throughput),
-        ] {
+            (
+                "P  store reads as the scanner (read ceiling)".into(),
+                self.store_reads,
+            ),
+            (serial.into(), self.serial),
+        ];
+        for w in &self.write_ceiling.runs {
+            let name = format!("W  migration's I/O, bare, batch {}", w.batch_size);
+            rows.push((name, w.throughput));
+        }
+        for r in [&self.migration, &self.unbudgeted, &self.no_edits] {
+            rows.push((format!("M  ferry, {}", r.label), r.throughput));
+        }
+        for (name, t) in rows {
             let _ = writeln!(
                 o,
                 "{name:<44} {:>8} {:>9.1} {:>9.0}",
@@ -256,14 +301,15 @@ impl BenchReport {
         }
         let _ = writeln!(
             o,
-            "\nM runs\n{:>7} {:>8} {:>9} {:>9} {:>14} {:>24}",
-            "workers", "docs", "seconds", "docs/s", "peak RSS MB", "edits p50/p99/max ms"
+            "\nM runs\n{:<16} {:>7} {:>8} {:>9} {:>9} {:>14} {:>24}",
+            "run", "workers", "docs", "seconds", "docs/s", "peak RSS MB", "edits p50/p99/max ms"
         );
         for r in &self.runs {
             let rss: Vec<String> = r.peak_rss_mb.iter().map(|v| format!("{v:.0}")).collect();
             let _ = writeln!(
                 o,
-                "{:>7} {:>8} {:>9.1} {:>9.0} {:>14} {:>24}",
+                "{:<16} {:>7} {:>8} {:>9.1} {:>9.0} {:>14} {:>24}",
+                r.label,
                 r.workers,
                 r.throughput.docs,
                 r.throughput.seconds,
@@ -304,6 +350,7 @@ impl BenchReport {
         for t in &self.targets {
             let (value, met) = match (t.value, t.met) {
                 (Some(v), Some(true)) => (format!("{v:.2}"), "met"),
+                (Some(v), _) if !t.binding => (format!("{v:.2}"), "below the aim"),
                 (Some(v), _) => (format!("{v:.2}"), "MISSED"),
                 (None, _) => ("-".into(), "not measured"),
             };

@@ -54,7 +54,12 @@ pub async fn seed(ctx: &Ctx, a: SeedArgs, json: bool) -> Outcome {
 }
 
 pub async fn bench(ctx: &Ctx, opts: &ferry::bench::BenchOptions, json: bool) -> Outcome {
-    output::bench(json, &ferry::bench::run(ctx, opts).await?);
+    let report = ferry::bench::run(ctx, opts).await?;
+    output::bench(json, &report);
+    if let Some(path) = &opts.plot {
+        ferry::bench::plot::draw(&report, path)?;
+        eprintln!("bench: plot written to {}", path.display());
+    }
     done()
 }
 

@@ -84,7 +84,7 @@ impl Ctx {
     ) -> Result<(crate::config::LatencyBudget, bool), crate::stores::StoreError> {
         use crate::config::LatencyBudget;
         Ok(match self.control.budget().await? {
-            Some(0) => (LatencyBudget(None), true),
+            Some(0) => (LatencyBudget::OFF, true),
             Some(ms) => (
                 LatencyBudget(Some(std::time::Duration::from_millis(ms))),
                 true,

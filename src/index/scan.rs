@@ -159,6 +159,24 @@ impl IndexClient {
             })
     }
 
+    /// Documents in an index from its statistics (no query: cheap enough to
+    /// sample every second while it is being written).
+    pub async fn doc_count(&self, index: &IndexName) -> Result<u64, IndexError> {
+        let body = self
+            .call(
+                Method::GET,
+                &format!("/{}/_stats/docs", segment(index.as_str())),
+                None,
+            )
+            .await?;
+        body.pointer("/_all/primaries/docs/count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| IndexError::Decode {
+                op: "GET _stats/docs".into(),
+                detail: "no _all.primaries.docs.count".into(),
+            })
+    }
+
     /// Groups matching documents by the values of a keyword field: each
     /// bucket with its count and up to `examples` document ids.
     pub async fn terms(

@@ -102,7 +102,7 @@ impl TestEnv {
         // Tests check what ferry does, not how fast: on a shared, loaded
         // stack the edit latency budget would slow their migrations down
         // at random. `tests/latency_budget.rs` turns it on.
-        s.edit_latency_budget = ferry::config::LatencyBudget(None);
+        s.edit_latency_budget = ferry::config::LatencyBudget::OFF;
         s.retry_budget = Duration::from_secs(5);
         s.scan_interval = Duration::from_millis(300);
         s.lease_ttl = Duration::from_secs(3);
