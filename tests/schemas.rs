@@ -295,6 +295,27 @@ fn the_schemas_and_ferrys_parser_agree_on_what_is_a_message() {
             migrate(json!({"seq_no": "5", "deleted": true})),
             Some("invalid-message"),
         ),
+        (
+            MIGRATE,
+            migrate(json!({"deleted": false})),
+            Some("invalid-message"),
+        ),
+        (
+            MIGRATE,
+            migrate(json!({"document": 5})),
+            Some("invalid-message"),
+        ),
+        (
+            MIGRATE,
+            migrate(json!({"document": {}, "failure": "x"})),
+            Some("invalid-message"),
+        ),
+        (
+            MIGRATE,
+            migrate(json!({"failure": "x".repeat(257)})),
+            Some("invalid-message"),
+        ),
+        (MIGRATE, migrate(json!({"failure": "é".repeat(256)})), None),
     ];
     let validators = BTreeMap::from([
         (DOCUMENT, validator(DOCUMENT)),

@@ -2,6 +2,7 @@
 //! message: anything that does not parse is a [`Rejection`] whose reason
 //! goes into the dead-letter headers.
 
+use crate::index::records;
 use crate::types::{DocId, IndexName, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,6 +89,22 @@ pub enum Payload {
     Failure(String),
 }
 
+impl Payload {
+    /// What the schema asks beyond the shape serde checks.
+    fn check(&self) -> Result<(), Rejection> {
+        let bad = |why: &str| Err(Rejection::Invalid(why.into()));
+        match self {
+            Payload::Document(v) if !v.is_object() => bad("document is not a JSON object"),
+            Payload::Deleted(false) => bad("deleted is true when present"),
+            Payload::Failure(f) if f.chars().count() > records::MAX_MESSAGE_CHARS => bad(&format!(
+                "failure is longer than {} characters",
+                records::MAX_MESSAGE_CHARS
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A projection taken by the scanner, to be written by a processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrateMessage {
@@ -149,7 +166,19 @@ impl Message {
         if kind == "migrate" {
             let mut fields = obj.clone();
             fields.remove("kind");
+            // A flattened enum takes the first payload it meets; the
+            // contract (queues/schemas) says exactly one.
+            let payloads = ["document", "deleted", "failure"]
+                .iter()
+                .filter(|k| fields.contains_key(**k))
+                .count();
+            if payloads != 1 {
+                return Err(Rejection::Invalid(format!(
+                    "a migrate message carries exactly one of document, deleted, failure (this one has {payloads})"
+                )));
+            }
             let m: MigrateMessage = serde_json::from_value(Value::Object(fields)).map_err(shape)?;
+            m.payload.check()?;
             Ok(Message::Migrate(Box::new(m)))
         } else {
             serde_json::from_value(value)
@@ -218,6 +247,29 @@ mod tests {
             reason(br#"{"kind":"migrate","id":"a","target":"t"}"#),
             "invalid-message"
         );
+        let migrate = |payload: &str| {
+            let body = format!(
+                r#"{{"kind":"migrate","id":"a","target":"t","version":1,"seq_no":0,"primary_term":1,{payload}}}"#
+            );
+            Message::parse(body.as_bytes(), 10_000)
+        };
+        assert!(migrate(r#""deleted":true"#).is_ok());
+        assert!(migrate(r#""failure":"x""#).is_ok());
+        assert!(migrate(r#""document":{}"#).is_ok());
+        let long = format!(r#""failure":"{}""#, "x".repeat(257));
+        for payload in [
+            r#""deleted":false"#,
+            r#""document":5"#,
+            r#""document":{},"deleted":true"#,
+            r#""version_only":1"#,
+            long.as_str(),
+        ] {
+            assert_eq!(
+                migrate(payload).map_err(|e| e.code()),
+                Err("invalid-message"),
+                "{payload}"
+            );
+        }
         assert_eq!(reason(&vec![b' '; 1001]), "too-large");
     }
 
