@@ -5,7 +5,12 @@
 //!   migration backs off fast (its rate limit and batch size halve), when
 //!   there is room it grows slowly, and when p99 is far over the budget it
 //!   pauses until edits are fast again. Edits are what users feel, so this
-//!   watches them rather than the index server;
+//!   watches them rather than the index server. When edits stay over the
+//!   budget for a whole window with the migration at its floor, the
+//!   migration is not what slows them (a slow cluster, a busy store): their
+//!   p99 there becomes a baseline, and for the next five minutes the
+//!   migration yields only to latency a quarter over it, instead of
+//!   crawling at its floor for nothing;
 //! * adaptive: batches sized by the time they take (`FERRY_BATCH_TIME`, as
 //!   pt-online-schema-change's `--chunk-time`), halved with a growing pause
 //!   whenever the index answers 429/5xx; both recover step by step;
@@ -34,6 +39,14 @@ const ROOM: f64 = 0.5;
 const FAR: f64 = 2.0;
 /// How often a paused migration looks at edit latency again.
 const RECHECK: Duration = Duration::from_millis(200);
+/// How long at the floor, edits still over the budget, proves that the
+/// migration is not what slows them: a whole window of edits measured
+/// while it barely ran.
+const FLOOR_PROOF: Duration = super::latency::WINDOW;
+/// How long such a baseline holds before the budget is tried as set.
+const BASELINE_TTL: Duration = Duration::from_secs(300);
+/// The share the migration may add to the baseline.
+const OVER_BASELINE: f64 = 1.25;
 
 /// The pace of one worker's migration batches.
 #[derive(Debug)]
@@ -55,6 +68,11 @@ pub struct Pace {
     /// per second (smoothed).
     observed_milli: AtomicU64,
     last_batch: Mutex<Option<Instant>>,
+    /// Since when the budget's rate has been at its floor, edits still
+    /// over the budget.
+    floor_since: Mutex<Option<Instant>>,
+    /// Edit p99 with the migration at its floor, and when it was taken.
+    baseline: Mutex<Option<(Duration, Instant)>>,
     yielding: Mutex<Option<String>>,
     /// This worker's edit latencies.
     pub edits: EditLatency,
@@ -81,6 +99,9 @@ pub struct PaceState {
     pub budget_docs_per_second: Option<f64>,
     /// When the migration yields to edits: why, in an operator's words.
     pub yielding: Option<String>,
+    /// Edit p99 measured with the migration at its floor, while it raises
+    /// the budget (the migration was not what slowed edits).
+    pub edit_baseline_ms: Option<u64>,
 }
 
 impl Pace {
@@ -101,6 +122,8 @@ impl Pace {
             rate_milli: AtomicU64::new(0),
             observed_milli: AtomicU64::new(0),
             last_batch: Mutex::new(None),
+            floor_since: Mutex::new(None),
+            baseline: Mutex::new(None),
             yielding: Mutex::new(None),
             edits: EditLatency::default(),
         };
@@ -134,6 +157,46 @@ impl Pace {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// Edit p99 measured with the migration at its floor, while it holds.
+    fn baseline(&self) -> Option<Duration> {
+        let mut b = self.baseline.lock().ok()?;
+        if b.is_some_and(|(_, at)| at.elapsed() >= BASELINE_TTL) {
+            *b = None;
+        }
+        b.map(|(p99, _)| p99)
+    }
+
+    /// The budget the migration yields to: as set, or a quarter over the
+    /// baseline when edits are slower than that without the migration.
+    fn effective_budget(&self) -> Option<Duration> {
+        let budget = self.budget()?;
+        Some(match self.baseline() {
+            Some(b) => budget.max(b.mul_f64(OVER_BASELINE)),
+            None => budget,
+        })
+    }
+
+    /// At the floor and still over: true once that has lasted
+    /// [`FLOOR_PROOF`] (and the baseline is then taken from `p99`).
+    fn floor_proves_innocence(&self, at_floor: bool, p99: Duration) -> bool {
+        let Ok(mut since) = self.floor_since.lock() else {
+            return false;
+        };
+        if !at_floor {
+            *since = None;
+            return false;
+        }
+        let started = *since.get_or_insert_with(Instant::now);
+        if started.elapsed() < FLOOR_PROOF {
+            return false;
+        }
+        *since = None;
+        if let Ok(mut b) = self.baseline.lock() {
+            *b = Some((p99, Instant::now()));
+        }
+        true
     }
 
     fn budget_rate(&self) -> Option<f64> {
@@ -173,7 +236,7 @@ impl Pace {
 
     /// Edit p99 over the budget by more than [`FAR`]: the migration waits.
     fn far_over(&self) -> Option<(Quantiles, Duration)> {
-        let budget = self.budget()?;
+        let budget = self.effective_budget()?;
         let q = self.edits.quantiles()?;
         (q.p99.as_secs_f64() > budget.as_secs_f64() * FAR).then_some((q, budget))
     }
@@ -267,7 +330,7 @@ impl Pace {
     /// Follows the edit latency budget: back off fast near it, grow slowly
     /// with room, lift the limit once it no longer binds.
     pub fn steer(&self) {
-        let (budget, q) = match (self.budget(), self.edits.quantiles()) {
+        let (budget, q) = match (self.effective_budget(), self.edits.quantiles()) {
             (Some(b), Some(q)) => (b, q),
             (Some(_), None) => {
                 // No edits lately: nothing to yield to.
@@ -281,7 +344,18 @@ impl Pace {
             }
         };
         let share = q.p99.as_secs_f64() / budget.as_secs_f64();
-        if share > NEAR {
+        let at_floor = share > NEAR && self.budget_rate() == Some(MIN_RATE);
+        if self.floor_proves_innocence(at_floor, q.p99) {
+            self.rate_milli.store(0, Ordering::Relaxed);
+            self.say(Some(format!(
+                "edit p99 {} ms stayed over the {} ms budget with the migration at {MIN_RATE:.0} doc/s for {} s: the migration is not what slows edits; it goes on, yielding to edit p99 over {} ms for {} min",
+                q.p99.as_millis(),
+                budget.as_millis(),
+                FLOOR_PROOF.as_secs(),
+                q.p99.mul_f64(OVER_BASELINE).max(budget).as_millis(),
+                BASELINE_TTL.as_secs() / 60
+            )));
+        } else if share > NEAR {
             let base = self
                 .budget_rate()
                 .unwrap_or(self.observed_milli.load(Ordering::Relaxed) as f64 / 1000.0);
@@ -352,6 +426,7 @@ impl Pace {
             edit_p99_ms: q.map(|q| q.p99.as_millis() as u64),
             budget_docs_per_second: self.budget_rate(),
             yielding: self.yielding.lock().ok().and_then(|y| y.clone()),
+            edit_baseline_ms: self.baseline().map(|b| b.as_millis() as u64),
         }
     }
 }
@@ -469,6 +544,37 @@ mod tests {
         };
         let (waited, ()) = tokio::join!(admitted, fast_again);
         assert!(waited >= crate::context::latency::WINDOW, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn edits_slow_without_the_migration_do_not_hold_it_at_its_floor() {
+        let t = Pace::new(100, MS(500), Some(MS(300)));
+        // Edits take 2 s whatever the migration does: it halves to its
+        // floor within a second or two, and stays there a whole window.
+        run(&t, MS(2_000), 20).await;
+        assert_eq!(t.state().budget_docs_per_second, Some(MIN_RATE));
+        assert_eq!(t.state().edit_baseline_ms, None);
+        run(&t, MS(2_000), 100).await;
+        let s = t.state();
+        assert_eq!(s.edit_baseline_ms, Some(2_000), "{s:?}");
+        assert_eq!(s.budget_docs_per_second, None, "the floor is left: {s:?}");
+        let why = s.yielding.expect("says why");
+        assert!(why.contains("not what slows edits"), "{why}");
+        assert!(why.contains("over 2500 ms"), "{why}");
+
+        // With the baseline, the same edits leave the migration alone.
+        run(&t, MS(2_000), 50).await;
+        assert_eq!(t.state().budget_docs_per_second, None);
+        // Edits the migration makes slower than the baseline: it yields.
+        run(&t, MS(2_600), 5).await;
+        assert!(t.state().budget_docs_per_second.is_some());
+
+        // The baseline expires and the budget counts as set again.
+        tokio::time::advance(BASELINE_TTL).await;
+        run(&t, MS(400), 1).await;
+        let s = t.state();
+        assert_eq!(s.edit_baseline_ms, None, "{s:?}");
+        assert!(s.yielding.expect("yields").contains("300 ms budget"));
     }
 
     #[test]
