@@ -156,4 +156,17 @@ async fn bench_measures_everything_at_a_tiny_size() {
     for text in ["edit latency", "migration rate", "budget off", "no edits"] {
         assert!(svg.contains(text), "{text} missing from the plot");
     }
+
+    // A saved report prints and draws again without measuring anything.
+    let saved = plot.with_extension("json");
+    std::fs::write(&saved, &out).expect("save the report");
+    let from = ["bench", "--from", saved.to_str().expect("utf-8"), "--plot"];
+    let (code, again, err) = env
+        .cli(&[&from[..], &[plot.to_str().expect("utf-8"), "--json"]].concat())
+        .await;
+    std::fs::remove_file(&saved).ok();
+    assert_eq!(code, 0, "{err}");
+    let again: Value = serde_json::from_str(&again).expect("JSON");
+    assert_eq!(again, report, "the same report");
+    assert!(std::fs::remove_file(&plot).is_ok(), "drawn again");
 }

@@ -3,7 +3,7 @@
 //! target can be attributed to a process instead of guessed at. Linux
 //! only; elsewhere every reading is empty.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on
@@ -47,7 +47,7 @@ fn service_of(cmdline: &str) -> Option<&'static str> {
 }
 
 /// The machine at one moment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// Cores.
     pub cores: usize,
@@ -167,7 +167,7 @@ pub fn snapshot(workers: &[u32]) -> Snapshot {
 }
 
 /// CPU used between two snapshots, in cores (1.0 = one core busy all along).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
     /// Every core's busy time, whoever used it.
     pub machine_busy_cores: f64,

@@ -11,7 +11,7 @@ use crate::ops::OpsError;
 use crate::queue::{Broker, DocKind, DocMessage};
 use crate::stores::StoreError;
 use crate::types::{DocId, IndexName, Version};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 
 /// Pause between two visibility checks.
 const POLL: Duration = Duration::from_millis(5);
+/// The longest pause between two checks. Pausing four times as long as a
+/// check took keeps the poller's share of a slow server small; without a
+/// bound, a check that waited out a 6 s stall would be followed by 24 s of
+/// not looking, and every edit made visible meanwhile would be recorded up
+/// to 24 s late (earlier README numbers had p99s of 25-35 s from this).
+const POLL_MAX: Duration = Duration::from_millis(100);
 /// An edit not visible after this long is no longer waited for: it counts
 /// as late if it is visible when the stream ends, else as lost.
 const GIVE_UP: Duration = Duration::from_secs(30);
@@ -28,7 +34,7 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 100;
 
 /// Publish-to-visible latency of one stream of edits.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Latency {
     /// Edits published.
     pub edits: usize,
@@ -44,7 +50,7 @@ pub struct Latency {
     pub max_ms: f64,
     /// Each visible edit as `[seconds from the stream's origin at publish,
     /// milliseconds to visible]`, in the order they became visible.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<[f64; 2]>,
 }
 
@@ -132,9 +138,10 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
             let clock = Instant::now();
             mark_seen(&ctx.index, &stream.watch, &pending).await;
             settle(&pending, &seen, &given_up);
-            // Every POLL, but polling at most a fifth of the time: when the
-            // index server is slow, the poller must not add to its load.
-            tokio::time::sleep(POLL.max(clock.elapsed() * 4)).await;
+            // Every POLL, but polling at most a fifth of the time while
+            // checks are quick, and never pausing longer than POLL_MAX: one
+            // check at a time is all the load the poller adds.
+            tokio::time::sleep((clock.elapsed() * 4).clamp(POLL, POLL_MAX)).await;
         }
     };
     let (published, ()) = tokio::join!(publish, poll);

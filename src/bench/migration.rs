@@ -20,7 +20,7 @@ use crate::ops::{self, OpsError};
 use crate::queue::Broker;
 use crate::retry::Transient;
 use crate::types::{DocId, IndexName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ pub struct Spec {
 }
 
 /// What one M run measured.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MigrationRun {
     /// What the run shows (`budget off`).
     pub label: String,

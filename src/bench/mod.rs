@@ -72,6 +72,22 @@ pub struct BenchOptions {
     /// budget off and on, into this SVG file.
     #[arg(long, value_name = "FILE.svg", value_parser = plot::svg_path)]
     pub plot: Option<PathBuf>,
+    /// Measure nothing: print (and with --plot, draw) a report saved
+    /// earlier with --json.
+    #[arg(long, value_name = "FILE.json")]
+    pub from: Option<PathBuf>,
+}
+
+/// A report saved earlier with `ferry bench --json`.
+pub fn load(path: &std::path::Path) -> Result<BenchReport, OpsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| OpsError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        OpsError::Invalid(format!(
+            "{} is not a report of ferry bench --json: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// A client for the long server-side calls (`_reindex` of 100,000

@@ -1,13 +1,15 @@
-//! `ferry bench --plot FILE.svg`: edit latency (p99 of each second's
-//! edits, log scale, with the budget as a line) above the migration's rate,
-//! over time, for the main M runs (budget on, budget off, no edits), so
-//! that the trade-off the budget makes is seen at a glance.
+//! `ferry bench --plot FILE.svg`: edit latency (p99 over the last 10 s,
+//! the window workers steer by; log scale, with the budget as a line) above
+//! the migration's rate (mean over the same window), over time, for the
+//! main M runs (budget on, budget off, no edits), so that the trade-off the
+//! budget makes is seen at a glance.
 //!
 //! SVG only: it needs no fonts on the machine (the text is left to the
 //! viewer), where a PNG would need a font file to render its labels.
 
 use super::migration::MigrationRun;
 use super::report::BenchReport;
+use crate::context::latency::WINDOW;
 use crate::ops::OpsError;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,14 @@ pub fn draw(report: &BenchReport, path: &Path) -> Result<(), OpsError> {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The latency axis starts here (ms): faster edits are drawn on it.
+const FLOOR_MS: f64 = 10.0;
+
+/// Axis labels without decimals.
+fn whole(v: &f64) -> String {
+    format!("{v:.0}")
+}
+
 fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawResult {
     let end = runs
         .iter()
@@ -51,8 +61,8 @@ fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawRes
     let p99: Vec<Vec<(f64, f64)>> = runs
         .iter()
         .map(|r| {
-            let points = r.timeline.edit_p99_by_second().into_iter();
-            points.map(|[t, ms]| (t, ms.max(1.0))).collect()
+            let points = r.timeline.edit_p99(WINDOW).into_iter();
+            points.map(|[t, ms]| (t, ms.max(FLOOR_MS))).collect()
         })
         .collect();
     let top_ms = p99
@@ -64,7 +74,7 @@ fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawRes
         * 2.0;
     let top_rate = runs
         .iter()
-        .flat_map(|r| r.timeline.rate.iter().map(|p| p[1]))
+        .flat_map(|r| r.timeline.rate_mean(WINDOW).into_iter().map(|p| p[1]))
         .fold(1.0, f64::max)
         * 1.1;
 
@@ -74,17 +84,19 @@ fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawRes
 
     let mut latency = ChartBuilder::on(&upper)
         .caption(
-            "edit latency, p99 of each second (publish to visible)",
+            "edit latency, publish to visible: p99 over the last 10 s",
             ("sans-serif", 20),
         )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..end, (1f64..top_ms).log_scale())?;
+        .build_cartesian_2d(0f64..end, (FLOOR_MS..top_ms).log_scale())?;
     latency
         .configure_mesh()
         .x_desc("seconds since start")
         .y_desc("ms")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&whole)
         .draw()?;
     for (k, (run, points)) in runs.iter().zip(&p99).enumerate() {
         if points.is_empty() {
@@ -111,7 +123,7 @@ fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawRes
 
     let mut rate = ChartBuilder::on(&lower)
         .caption(
-            "migration rate (documents into the new index)",
+            "migration rate, documents into the new index: mean over the last 10 s",
             ("sans-serif", 20),
         )
         .margin(12)
@@ -121,10 +133,13 @@ fn chart(runs: &[&MigrationRun], budget_ms: Option<u64>, path: &Path) -> DrawRes
     rate.configure_mesh()
         .x_desc("seconds since start")
         .y_desc("docs/s")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&whole)
         .draw()?;
     for (k, run) in runs.iter().enumerate() {
         let c = colour(k);
-        let points = run.timeline.rate.iter().map(|p| (p[0], p[1]));
+        let points = run.timeline.rate_mean(WINDOW).into_iter();
+        let points = points.map(|p| (p[0], p[1]));
         rate.draw_series(LineSeries::new(points, c.stroke_width(2)))?
             .label(format!(
                 "{} ({:.0} docs/s overall)",

@@ -3,8 +3,8 @@
 //! can beat. Also the untimed copies that give each M run its own Current
 //! index, and the ids of the documents every measurement uses.
 
-use super::long_client;
 use super::throughput::Throughput;
+use super::{long_client, run_cleaned};
 use crate::context::Ctx;
 use crate::index::client::Body;
 use crate::index::read_mapping;
@@ -64,16 +64,18 @@ pub async fn measure(
 ) -> Result<Throughput, OpsError> {
     let client = long_client(&ctx.settings)?;
     let fresh = IndexName::parse(format!("{}_reindex", ctx.settings.index_prefix))?;
-    client
-        .create_index(&fresh, &read_mapping(&ctx.settings.mapping)?)
-        .await?;
-    let clock = Instant::now();
-    let copied = copy(&client, source, &fresh, max_docs, false).await;
-    let seconds = clock.elapsed().as_secs_f64();
-    let deleted = client.delete_index(&fresh).await;
-    let copied = copied?;
-    deleted?;
-    Ok(Throughput::new(copied as usize, seconds))
+    let work = async {
+        client
+            .create_index(&fresh, &read_mapping(&ctx.settings.mapping)?)
+            .await?;
+        let clock = Instant::now();
+        let copied = copy(&client, source, &fresh, max_docs, false).await?;
+        Ok(Throughput::new(
+            copied as usize,
+            clock.elapsed().as_secs_f64(),
+        ))
+    };
+    run_cleaned(ctx, work, &[fresh.clone()]).await
 }
 
 /// The first `count` ids of an index, in scan order.

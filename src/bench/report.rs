@@ -8,11 +8,11 @@ use super::throughput::Throughput;
 use super::write_ceiling::WriteCeiling;
 use super::BenchOptions;
 use crate::config::Settings;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// The settings that shape the measured work.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchSettings {
     /// Documents of the main run.
     pub count: usize,
@@ -34,7 +34,7 @@ pub struct BenchSettings {
 
 /// One target: what was asked, what was measured, met or not (`None`
 /// when not measured in this run).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     /// What is compared.
     pub name: String,
@@ -49,7 +49,7 @@ pub struct Target {
 }
 
 /// Everything `ferry bench` measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
     /// Names used by this run.
     pub run: String,

@@ -4,6 +4,7 @@
 //! into the new index with its external version, record the outcome on the
 //! Current document with a partial update. No batching, no concurrency.
 
+use super::run_cleaned;
 use super::throughput::Throughput;
 use crate::context::Ctx;
 use crate::index::read_mapping;
@@ -17,16 +18,15 @@ use std::time::Instant;
 /// the fresh index is deleted afterwards.
 pub async fn measure(ctx: &Ctx, source: &IndexName, ids: &[DocId]) -> Result<Throughput, OpsError> {
     let target = IndexName::parse(format!("{}_serial", ctx.settings.index_prefix))?;
-    ctx.index
-        .create_index(&target, &read_mapping(&ctx.settings.mapping)?)
-        .await?;
-    let clock = Instant::now();
-    let result = migrate_each(ctx, source, &target, ids).await;
-    let seconds = clock.elapsed().as_secs_f64();
-    let deleted = ctx.index.delete_index(&target).await;
-    let migrated = result?;
-    deleted?;
-    Ok(Throughput::new(migrated, seconds))
+    let work = async {
+        ctx.index
+            .create_index(&target, &read_mapping(&ctx.settings.mapping)?)
+            .await?;
+        let clock = Instant::now();
+        let migrated = migrate_each(ctx, source, &target, ids).await?;
+        Ok(Throughput::new(migrated, clock.elapsed().as_secs_f64()))
+    };
+    run_cleaned(ctx, work, &[target.clone()]).await
 }
 
 async fn migrate_each(

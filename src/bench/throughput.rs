@@ -1,9 +1,9 @@
 //! The unit of every throughput the benchmark measures.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Documents, seconds and documents per second.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Throughput {
     /// Documents processed.
     pub docs: usize,

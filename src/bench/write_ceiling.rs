@@ -16,14 +16,14 @@ use crate::context::Ctx;
 use crate::index::{read_mapping, records, BulkOp, Target};
 use crate::ops::OpsError;
 use crate::types::{DocId, IndexName, Version};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// The largest batch W tries (the best one measured by hand on osmem).
 pub const BEST_BATCH: usize = 1000;
 
 /// W at one batch size.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct WriteRun {
     /// Documents per batch.
     pub batch_size: usize,
@@ -32,7 +32,7 @@ pub struct WriteRun {
 }
 
 /// W at ferry's batch size and at [`BEST_BATCH`].
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WriteCeiling {
     /// Every batch size measured.
     pub runs: Vec<WriteRun>,

@@ -54,7 +54,10 @@ pub async fn seed(ctx: &Ctx, a: SeedArgs, json: bool) -> Outcome {
 }
 
 pub async fn bench(ctx: &Ctx, opts: &ferry::bench::BenchOptions, json: bool) -> Outcome {
-    let report = ferry::bench::run(ctx, opts).await?;
+    let report = match &opts.from {
+        Some(saved) => ferry::bench::load(saved)?,
+        None => ferry::bench::run(ctx, opts).await?,
+    };
     output::bench(json, &report);
     if let Some(path) = &opts.plot {
         ferry::bench::plot::draw(&report, path)?;
