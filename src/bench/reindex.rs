@@ -75,7 +75,7 @@ pub async fn measure(
             clock.elapsed().as_secs_f64(),
         ))
     };
-    run_cleaned(ctx, work, &[fresh.clone()]).await
+    run_cleaned(ctx, work, std::slice::from_ref(&fresh)).await
 }
 
 /// The first `count` ids of an index, in scan order.

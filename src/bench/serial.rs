@@ -26,7 +26,7 @@ pub async fn measure(ctx: &Ctx, source: &IndexName, ids: &[DocId]) -> Result<Thr
         let migrated = migrate_each(ctx, source, &target, ids).await?;
         Ok(Throughput::new(migrated, clock.elapsed().as_secs_f64()))
     };
-    run_cleaned(ctx, work, &[target.clone()]).await
+    run_cleaned(ctx, work, std::slice::from_ref(&target)).await
 }
 
 async fn migrate_each(
