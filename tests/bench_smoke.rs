@@ -1,7 +1,7 @@
 //! `ferry bench` end to end at a tiny size, through the binary (the bench
 //! starts `ferry worker` processes from its own executable): every
 //! measurement must be present with positive numbers. No speed is asserted;
-//! the real numbers are in README's Benchmark section.
+//! the real numbers are in docs/benchmark.md.
 
 mod support;
 

@@ -318,7 +318,7 @@ const IN_FLIGHT: u64 = 4;
 /// stall the migration instead of racing it, and a queue's ready depth
 /// does not show the messages the worker has prefetched. It also keeps
 /// osmem's segment merging, which every single-document write can set off
-/// (README "Benchmark"), from stalling the tests running beside this one.
+/// (docs/benchmark.md), from stalling the tests running beside this one.
 async fn live_changes(
     pipeline: &Pipeline<'_>,
     admin: &Admin,

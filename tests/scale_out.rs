@@ -77,7 +77,7 @@ async fn consistent(
 //
 // At most one edit a second (FERRY_SCALE_EDIT_MS), each waited for: on
 // osmem a single-document write to an index built from small bulks costs
-// ~125 ms of segment merging (README "Benchmark"), so a faster stream would
+// ~125 ms of segment merging (docs/benchmark.md), so a faster stream would
 // leave the index server no time for the migration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
