@@ -367,15 +367,27 @@ impl Pace {
                 BASELINE_TTL.as_secs() / 60
             )));
         } else if share > NEAR {
-            let base = self.budget_rate().unwrap_or_else(|| {
+            let free = self.observed_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+            let base = match self.budget_rate() {
+                Some(rate) => rate,
+                // Over the budget before any rate was seen (the first
+                // batch): smaller batches now, a limit once the rate it
+                // would halve is known.
+                None if free <= 0.0 => {
+                    let size = self.size.load(Ordering::Relaxed);
+                    self.size.store((size / 2).max(self.min), Ordering::Relaxed);
+                    self.publish_metrics();
+                    return;
+                }
                 // The budget binds afresh: its floor is a share of the
                 // rate the migration ran at until now.
-                let free = self.observed_milli.load(Ordering::Relaxed) as f64 / 1000.0;
-                let floor = (free * FLOOR_SHARE).max(MIN_RATE);
-                self.floor_milli
-                    .store((floor * 1000.0) as u64, Ordering::Relaxed);
-                free
-            });
+                None => {
+                    let floor = (free * FLOOR_SHARE).max(MIN_RATE);
+                    self.floor_milli
+                        .store((floor * 1000.0) as u64, Ordering::Relaxed);
+                    free
+                }
+            };
             let floor = self.floor_milli.load(Ordering::Relaxed) as f64 / 1000.0;
             let rate = (base / 2.0).max(floor).max(MIN_RATE);
             self.rate_milli
@@ -593,7 +605,10 @@ mod tests {
         run(&t, MS(2_600), 5).await;
         assert!(t.state().budget_docs_per_second.is_some());
 
-        // The baseline expires and the budget counts as set again.
+        // Fast edits lift it off the floor; once the baseline expires, the
+        // budget counts as set again.
+        tokio::time::advance(crate::context::latency::WINDOW).await;
+        run(&t, MS(20), 1).await;
         tokio::time::advance(BASELINE_TTL).await;
         run(&t, MS(400), 1).await;
         let s = t.state();
