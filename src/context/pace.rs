@@ -5,9 +5,8 @@
 //!   migration backs off fast (its rate limit and batch size halve), when
 //!   there is room it grows slowly, and when p99 is far over the budget it
 //!   pauses until edits are fast again. Edits are what users feel, so this
-//!   watches them rather than the index server. The limit's floor is an
-//!   eighth of the rate the migration ran at when the budget first bound.
-//!   When edits stay over the budget for a whole window at that floor, the
+//!   watches them rather than the index server. When edits stay over the
+//!   budget for a whole window with the migration at its floor, the
 //!   migration is not what slows them (a slow cluster, a busy store): their
 //!   p99 there becomes a baseline, and for the next five minutes the
 //!   migration yields only to latency a quarter over it, instead of
@@ -32,10 +31,6 @@ const MAX_PAUSE_MS: u64 = 5_000;
 /// The budget's rate limit never goes below this (documents per second),
 /// so a migration under a tight budget still moves.
 const MIN_RATE: f64 = 1.0;
-/// Nor below this share of the rate the migration ran at when the budget
-/// first bound: at an eighth of its load, edits still over the budget are
-/// slowed by something else, and a window there proves it.
-const FLOOR_SHARE: f64 = 0.125;
 /// Edit p99 above this share of the budget: back off.
 const NEAR: f64 = 0.8;
 /// Edit p99 below this share of the budget: room to grow.
@@ -73,8 +68,6 @@ pub struct Pace {
     /// per second (smoothed).
     observed_milli: AtomicU64,
     last_batch: Mutex<Option<Instant>>,
-    /// The budget's lowest rate for this back-off (milli-docs/s; 0: none).
-    floor_milli: AtomicU64,
     /// Since when the budget's rate has been at its floor, edits still
     /// over the budget.
     floor_since: Mutex<Option<Instant>>,
@@ -129,7 +122,6 @@ impl Pace {
             rate_milli: AtomicU64::new(0),
             observed_milli: AtomicU64::new(0),
             last_batch: Mutex::new(None),
-            floor_milli: AtomicU64::new(0),
             floor_since: Mutex::new(None),
             baseline: Mutex::new(None),
             yielding: Mutex::new(None),
@@ -352,44 +344,22 @@ impl Pace {
             }
         };
         let share = q.p99.as_secs_f64() / budget.as_secs_f64();
-        let floor = self.floor_milli.load(Ordering::Relaxed);
-        let limit = self.rate_milli.load(Ordering::Relaxed);
-        let at_floor = share > NEAR && limit > 0 && limit <= floor;
+        let at_floor = share > NEAR && self.budget_rate() == Some(MIN_RATE);
         if self.floor_proves_innocence(at_floor, q.p99) {
             self.rate_milli.store(0, Ordering::Relaxed);
             self.say(Some(format!(
-                "edit p99 {} ms stayed over the {} ms budget with the migration at {:.0} docs/s for {} s: the migration is not what slows edits; it goes on, yielding to edit p99 over {} ms for {} min",
+                "edit p99 {} ms stayed over the {} ms budget with the migration at {MIN_RATE:.0} doc/s for {} s: the migration is not what slows edits; it goes on, yielding to edit p99 over {} ms for {} min",
                 q.p99.as_millis(),
                 budget.as_millis(),
-                floor as f64 / 1000.0,
                 FLOOR_PROOF.as_secs(),
                 q.p99.mul_f64(OVER_BASELINE).max(budget).as_millis(),
                 BASELINE_TTL.as_secs() / 60
             )));
         } else if share > NEAR {
-            let free = self.observed_milli.load(Ordering::Relaxed) as f64 / 1000.0;
-            let base = match self.budget_rate() {
-                Some(rate) => rate,
-                // Over the budget before any rate was seen (the first
-                // batch): smaller batches now, a limit once the rate it
-                // would halve is known.
-                None if free <= 0.0 => {
-                    let size = self.size.load(Ordering::Relaxed);
-                    self.size.store((size / 2).max(self.min), Ordering::Relaxed);
-                    self.publish_metrics();
-                    return;
-                }
-                // The budget binds afresh: its floor is a share of the
-                // rate the migration ran at until now.
-                None => {
-                    let floor = (free * FLOOR_SHARE).max(MIN_RATE);
-                    self.floor_milli
-                        .store((floor * 1000.0) as u64, Ordering::Relaxed);
-                    free
-                }
-            };
-            let floor = self.floor_milli.load(Ordering::Relaxed) as f64 / 1000.0;
-            let rate = (base / 2.0).max(floor).max(MIN_RATE);
+            let base = self
+                .budget_rate()
+                .unwrap_or(self.observed_milli.load(Ordering::Relaxed) as f64 / 1000.0);
+            let rate = (base / 2.0).max(MIN_RATE);
             self.rate_milli
                 .store((rate * 1000.0) as u64, Ordering::Relaxed);
             let size = self.size.load(Ordering::Relaxed);
@@ -533,11 +503,7 @@ mod tests {
         assert!(first <= 600.0, "halved from about 1,000/s: {first}");
         run(&t, MS(290), 3).await;
         let low = t.state().budget_docs_per_second.unwrap();
-        assert_eq!(
-            low,
-            first / 4.0,
-            "halves to its floor, an eighth of 1,000/s"
-        );
+        assert!(low < first / 4.0, "keeps halving: {first} -> {low}");
         let why = t.state().yielding.expect("says why");
         assert!(
             why.contains("edit p99 290 ms is near the 300 ms budget"),
@@ -586,8 +552,7 @@ mod tests {
         // Edits take 2 s whatever the migration does: it halves to its
         // floor within a second or two, and stays there a whole window.
         run(&t, MS(2_000), 20).await;
-        let floor = Some(1000.0 * FLOOR_SHARE);
-        assert_eq!(t.state().budget_docs_per_second, floor);
+        assert_eq!(t.state().budget_docs_per_second, Some(MIN_RATE));
         assert_eq!(t.state().edit_baseline_ms, None);
         run(&t, MS(2_000), 100).await;
         let s = t.state();
@@ -595,7 +560,6 @@ mod tests {
         assert_eq!(s.budget_docs_per_second, None, "the floor is left: {s:?}");
         let why = s.yielding.expect("says why");
         assert!(why.contains("not what slows edits"), "{why}");
-        assert!(why.contains("at 125 docs/s for 10 s"), "{why}");
         assert!(why.contains("over 2500 ms"), "{why}");
 
         // With the baseline, the same edits leave the migration alone.
@@ -605,10 +569,7 @@ mod tests {
         run(&t, MS(2_600), 5).await;
         assert!(t.state().budget_docs_per_second.is_some());
 
-        // Fast edits lift it off the floor; once the baseline expires, the
-        // budget counts as set again.
-        tokio::time::advance(crate::context::latency::WINDOW).await;
-        run(&t, MS(20), 1).await;
+        // The baseline expires and the budget counts as set again.
         tokio::time::advance(BASELINE_TTL).await;
         run(&t, MS(400), 1).await;
         let s = t.state();
