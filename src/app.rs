@@ -15,6 +15,13 @@ use tokio_util::sync::CancellationToken;
 /// Runs a worker until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IndexError> {
     let ctx = Arc::new(Ctx::new(settings).await?);
+    // An engine ferry does not support is refused before any work; one
+    // that does not answer yet is waited out like any outage.
+    match ctx.index.flavor().await {
+        Ok(flavor) => tracing::info!(engine = %flavor, "index server"),
+        Err(e @ IndexError::Engine { .. }) => return Err(e),
+        Err(e) => tracing::warn!(error = %e, "cannot read the index server's version yet"),
+    }
     let lease = LeaseHandle::new(lease::owner_id());
     tracing::info!(owner = %lease.owner, "worker starting");
     let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));

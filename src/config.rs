@@ -23,21 +23,17 @@ impl AdminBind {
 impl FromStr for AdminBind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "off" {
-            return Ok(Self::OFF);
-        }
-        s.parse()
-            .map(|a| AdminBind(Some(a)))
-            .map_err(|e| format!("{e}: expected ip:port (like 0.0.0.0:8080) or off"))
+        or_off(s, |s| {
+            s.parse()
+                .map_err(|e| format!("{e}: expected ip:port (like 0.0.0.0:8080) or off"))
+        })
+        .map(AdminBind)
     }
 }
 
 impl fmt::Display for AdminBind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("off"),
-        }
+        show_or_off(f, self.0)
     }
 }
 
@@ -55,23 +51,35 @@ impl LatencyBudget {
 impl FromStr for LatencyBudget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "off" {
-            return Ok(LatencyBudget::OFF);
-        }
-        match humantime::parse_duration(s) {
-            Ok(d) if d >= Duration::from_millis(1) => Ok(LatencyBudget(Some(d))),
+        or_off(s, |s| match humantime::parse_duration(s) {
+            Ok(d) if d >= Duration::from_millis(1) => Ok(d),
             Ok(_) => Err("a budget is at least 1ms (or off)".into()),
             Err(e) => Err(format!("{e}: expected a duration like 300ms, or off")),
-        }
+        })
+        .map(LatencyBudget)
     }
 }
 
 impl fmt::Display for LatencyBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{}ms", d.as_millis()),
-            None => f.write_str("off"),
-        }
+        show_or_off(f, self.0.map(|d| format!("{}ms", d.as_millis())))
+    }
+}
+
+/// A setting that is a value or `off` (None).
+fn or_off<T>(s: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+    if s == "off" {
+        Ok(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
+/// Writes a value, or `off` for None.
+fn show_or_off<T: fmt::Display>(f: &mut fmt::Formatter<'_>, v: Option<T>) -> fmt::Result {
+    match v {
+        Some(v) => write!(f, "{v}"),
+        None => f.write_str("off"),
     }
 }
 
@@ -350,7 +358,8 @@ pub struct Settings {
     )]
     pub store_concurrency: usize,
     /// Documents one scan pass queues (at most 10,000, the result window
-    /// of one search); the next pass waits until the queue is empty.
+    /// of one search); the next pass waits until the queue holds at most
+    /// half that.
     #[arg(long, env = "FERRY_MAX_QUEUED", default_value_t = 2000,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true, help_heading = "Worker tuning")]
     pub max_queued: u32,

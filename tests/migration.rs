@@ -766,8 +766,34 @@ async fn open_pits_on(env: &TestEnv, index: &IndexName) -> usize {
         .count()
 }
 
+/// Takes `n` messages off the migration queue (acked, not processed) and
+/// returns the ids they name; its own connection, closed after, gives any
+/// message prefetched beyond `n` back.
+async fn take_migrate_ids(env: &TestEnv, n: usize) -> Vec<DocId> {
+    let broker = env.broker().await;
+    let mut consumer = broker
+        .consume(&broker.names.migration, 10, "test-take")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a message within 10 s")
+            .unwrap()
+            .unwrap();
+        match Message::parse(&d.data, usize::MAX).unwrap() {
+            Message::Migrate(m) => ids.push(m.id),
+            other => panic!("not a migrate message: {other:?}"),
+        }
+        d.ack(Default::default()).await.unwrap();
+    }
+    broker.close().await;
+    ids
+}
+
 #[tokio::test]
-async fn a_scan_pass_queues_at_most_max_queued_and_leaves_no_point_in_time_open() {
+async fn scan_passes_overlap_without_queueing_a_document_twice() {
     let mut env = TestEnv::new("mg").await;
     env.settings.scan_page = 30;
     env.settings.max_queued = 70;
@@ -778,8 +804,9 @@ async fn a_scan_pass_queues_at_most_max_queued_and_leaves_no_point_in_time_open(
     let broker = env.broker().await;
     let lease = LeaseHandle::assumed("test".into(), Instant::now() + Duration::from_secs(600));
     let shutdown = CancellationToken::new();
+    let mut recent = scanner::Recent::default();
 
-    let queued = scanner::pass(&ctx, &broker, &lease, &shutdown)
+    let queued = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
         .await
         .unwrap();
     assert_eq!(queued, 70, "one pass queues FERRY_MAX_QUEUED documents");
@@ -787,13 +814,40 @@ async fn a_scan_pass_queues_at_most_max_queued_and_leaves_no_point_in_time_open(
     // A point in time open while the migration writes pins superseded
     // segments (and makes osmem copy the index on every write).
     assert_eq!(open_pits_on(&env, &current).await, 0);
-    // The next pass waits for the queue to drain, so it queues nothing twice.
-    let again = tokio::time::timeout(
+    // More than half a pass waits: the next pass waits for room.
+    let early = tokio::time::timeout(
         Duration::from_secs(2),
-        scanner::pass(&ctx, &broker, &lease, &shutdown),
+        scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent),
     )
     .await;
-    assert!(again.is_err(), "a pass started while the queue was full");
+    assert!(early.is_err(), "a pass started with the queue full");
+
+    // 40 taken (none has an outcome yet): 30 wait, under half a pass. The
+    // next pass starts now and leaves out all 70 of the first.
+    let taken = take_migrate_ids(&env, 40).await;
+    let queued = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
+        .await
+        .unwrap();
+    assert_eq!(queued, 70);
+    let waiting = take_migrate_ids(&env, 100).await;
+    let all: BTreeSet<&DocId> = taken.iter().chain(&waiting).collect();
+    assert_eq!(all.len(), 140, "no document queued twice");
+
+    // A scanner that has just taken the lease remembers nothing: it waits
+    // for an empty queue, whatever its depth.
+    let queued = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
+        .await
+        .unwrap();
+    assert_eq!(queued, 60, "the rest, none of the 140");
+    let mut fresh = scanner::Recent::default();
+    let after_takeover = tokio::time::timeout(
+        Duration::from_secs(2),
+        scanner::pass(&ctx, &broker, &lease, &shutdown, &mut fresh),
+    )
+    .await;
+    assert!(after_takeover.is_err(), "a new scanner did not wait");
+    let rest = take_migrate_ids(&env, 60).await;
+    assert!(rest.iter().all(|id| !all.contains(id)));
 }
 
 // --------------------------------------------------------- 4. two workers

@@ -161,13 +161,8 @@ pub async fn measure(
     let mut target = None;
     let result = with_workers(&ctx, &broker, &current, &edited, spec, size, &mut target).await;
     broker.close().await;
-    // Both indices go, whatever happened: a failed run must not leave
-    // 100,000 documents behind in an in-memory index server.
-    for index in [Some(current), target].into_iter().flatten() {
-        if let Err(e) = ctx.index.delete_index(&index).await {
-            tracing::warn!(error = %e, index = %index, "could not delete a bench index");
-        }
-    }
+    let indices: Vec<IndexName> = [Some(current), target].into_iter().flatten().collect();
+    super::delete_indices(&ctx, &indices).await;
     result
 }
 

@@ -126,6 +126,13 @@ pub(crate) async fn run_cleaned<T>(
     indices: &[IndexName],
 ) -> Result<T, OpsError> {
     let result = work.await;
+    delete_indices(ctx, indices).await;
+    result
+}
+
+/// Deletes a bench's indices, whatever happened: a failed run must not
+/// leave 100,000 documents behind in an in-memory index server.
+pub(crate) async fn delete_indices(ctx: &Ctx, indices: &[IndexName]) {
     for index in indices {
         match ctx.index.delete_index(index).await {
             Err(e) if !e.is_missing_index() => {
@@ -134,7 +141,6 @@ pub(crate) async fn run_cleaned<T>(
             _ => {}
         }
     }
-    result
 }
 
 /// Runs every measurement and reports; `progress` lines go to stderr.

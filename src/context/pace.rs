@@ -178,25 +178,32 @@ impl Pace {
         })
     }
 
-    /// At the floor and still over: true once that has lasted
-    /// [`FLOOR_PROOF`] (and the baseline is then taken from `p99`).
-    fn floor_proves_innocence(&self, at_floor: bool, p99: Duration) -> bool {
-        let Ok(mut since) = self.floor_since.lock() else {
-            return false;
-        };
+    /// At the floor and still over: once that has lasted [`FLOOR_PROOF`],
+    /// the p99 of the edits that started at the floor, if it is still near
+    /// the budget. Edits that started before, while the migration ran
+    /// faster, say nothing of what slows edits without it.
+    fn floor_proves_innocence(&self, at_floor: bool, budget: Duration) -> Option<Duration> {
+        let mut since = self.floor_since.lock().ok()?;
         if !at_floor {
             *since = None;
-            return false;
+            return None;
         }
         let started = *since.get_or_insert_with(Instant::now);
         if started.elapsed() < FLOOR_PROOF {
-            return false;
+            return None;
         }
+        // None yet: no edit started at the floor has been seen; go on
+        // waiting for one.
+        let q = self.edits.quantiles_since(Some(started))?;
         *since = None;
+        let p99 = q.p99;
+        if p99.as_secs_f64() <= budget.as_secs_f64() * NEAR {
+            return None;
+        }
         if let Ok(mut b) = self.baseline.lock() {
             *b = Some((p99, Instant::now()));
         }
-        true
+        Some(p99)
     }
 
     fn budget_rate(&self) -> Option<f64> {
@@ -345,14 +352,14 @@ impl Pace {
         };
         let share = q.p99.as_secs_f64() / budget.as_secs_f64();
         let at_floor = share > NEAR && self.budget_rate() == Some(MIN_RATE);
-        if self.floor_proves_innocence(at_floor, q.p99) {
+        if let Some(p99) = self.floor_proves_innocence(at_floor, budget) {
             self.rate_milli.store(0, Ordering::Relaxed);
             self.say(Some(format!(
                 "edit p99 {} ms stayed over the {} ms budget with the migration at {MIN_RATE:.0} doc/s for {} s: the migration is not what slows edits; it goes on, yielding to edit p99 over {} ms for {} min",
-                q.p99.as_millis(),
+                p99.as_millis(),
                 budget.as_millis(),
                 FLOOR_PROOF.as_secs(),
-                q.p99.mul_f64(OVER_BASELINE).max(budget).as_millis(),
+                p99.mul_f64(OVER_BASELINE).max(budget).as_millis(),
                 BASELINE_TTL.as_secs() / 60
             )));
         } else if share > NEAR {
@@ -413,6 +420,11 @@ impl Pace {
         metrics::gauge!("ferry_migration_batch_size").set(self.batch_size() as f64);
     }
 
+    /// When the migration yields to edits: why, in an operator's words.
+    pub fn yielding(&self) -> Option<String> {
+        self.yielding.lock().ok().and_then(|y| y.clone())
+    }
+
     /// The current state, for the admin API, the page and `status`.
     pub fn state(&self) -> PaceState {
         let q = self.edits.quantiles();
@@ -425,7 +437,7 @@ impl Pace {
             edit_p50_ms: q.map(|q| q.p50.as_millis() as u64),
             edit_p99_ms: q.map(|q| q.p99.as_millis() as u64),
             budget_docs_per_second: self.budget_rate(),
-            yielding: self.yielding.lock().ok().and_then(|y| y.clone()),
+            yielding: self.yielding(),
             edit_baseline_ms: self.baseline().map(|b| b.as_millis() as u64),
         }
     }

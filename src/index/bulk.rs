@@ -170,24 +170,10 @@ impl IndexClient {
                         result: Ok(Write::NoAlias),
                     };
                 };
-                let inner = item
-                    .as_object()
-                    .and_then(|o| o.values().next())
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let status = inner
-                    .get("status")
-                    .and_then(Value::as_u64)
-                    .and_then(|s| StatusCode::from_u16(s as u16).ok())
-                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let (status, result) = item_outcome(item, op.on_conflict());
                 if matches!(op, BulkOp::DeleteExternal { .. }) && status == StatusCode::NOT_FOUND {
                     found_nothing = true;
                 }
-                let result = if inner.get("error").is_some() || !status.is_success() {
-                    write_outcome("bulk item", status, &inner, op.on_conflict())
-                } else {
-                    Ok(Write::Done)
-                };
                 BulkItem {
                     id: op.id().clone(),
                     result,
@@ -203,4 +189,27 @@ impl IndexClient {
         }
         Ok(results)
     }
+}
+
+/// One item of a bulk reply (`{"index": {...}}`, whatever the action) as
+/// its status and write outcome; `on_conflict` says what a 409 means.
+pub(crate) fn item_outcome(
+    item: &Value,
+    on_conflict: Write,
+) -> (StatusCode, Result<Write, IndexError>) {
+    let inner = item
+        .as_object()
+        .and_then(|o| o.values().next())
+        .unwrap_or(&Value::Null);
+    let status = inner
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let result = if inner.get("error").is_some() || !status.is_success() {
+        write_outcome("bulk item", status, inner, on_conflict)
+    } else {
+        Ok(Write::Done)
+    };
+    (status, result)
 }

@@ -2,6 +2,7 @@
 //! requests, applies timeouts and credentials, and turns failures into
 //! [`IndexError`]s that keep the server's status, error type and reason.
 
+use super::flavor::Flavor;
 use crate::retry::Transient;
 use crate::types::{DocId, IndexName, Secret};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -36,6 +37,12 @@ pub enum IndexError {
     /// The server answered something ferry cannot read.
     #[error("{op}: unexpected response: {detail}")]
     Decode { op: String, detail: String },
+    /// The engine or its version is one ferry does not support.
+    #[error("{base}: {source}")]
+    Engine {
+        base: String,
+        source: super::flavor::FlavorError,
+    },
 }
 
 impl IndexError {
@@ -76,6 +83,7 @@ impl IndexError {
                 ..
             } => format!("HTTP {status} {kind}: {reason}"),
             IndexError::Decode { detail, .. } => format!("unexpected response: {detail}"),
+            IndexError::Engine { source, .. } => source.to_string(),
         }
     }
 }
@@ -85,7 +93,7 @@ impl Transient for IndexError {
         match self {
             IndexError::Transport { .. } => true,
             IndexError::Status { status, .. } => *status == 429 || *status >= 500,
-            IndexError::Decode { .. } => false,
+            IndexError::Decode { .. } | IndexError::Engine { .. } => false,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct IndexClient {
     base: String,
     user: Option<String>,
     password: Secret,
+    /// The engine, read from `GET /` on first need (shared by clones).
+    flavor: std::sync::Arc<tokio::sync::OnceCell<Flavor>>,
 }
 
 impl std::fmt::Debug for IndexClient {
@@ -163,7 +173,23 @@ impl IndexClient {
             base: base.trim_end_matches('/').to_string(),
             user,
             password,
+            flavor: Default::default(),
         })
+    }
+
+    /// The engine and version answering, read once from `GET /`; an
+    /// engine ferry does not support is an error that says which.
+    pub async fn flavor(&self) -> Result<Flavor, IndexError> {
+        self.flavor
+            .get_or_try_init(|| async {
+                let root = self.call(Method::GET, "/", None).await?;
+                Flavor::from_root(&root).map_err(|source| IndexError::Engine {
+                    base: self.base.clone(),
+                    source,
+                })
+            })
+            .await
+            .copied()
     }
 
     /// A client from the settings.

@@ -39,7 +39,8 @@ impl StoredDoc {
             .unwrap_or(0)
     }
 
-    fn from_hit(hit: &Value) -> Option<Self> {
+    /// A document from a search hit or a `GET` reply (None when not found).
+    pub(crate) fn from_hit(hit: &Value) -> Option<Self> {
         if hit.get("found").and_then(Value::as_bool) == Some(false) {
             return None;
         }

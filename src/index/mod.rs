@@ -5,6 +5,7 @@ pub mod aliases;
 pub mod bulk;
 pub mod client;
 pub mod docs;
+pub mod flavor;
 pub mod mapping;
 pub mod records;
 pub mod scan;

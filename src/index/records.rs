@@ -24,6 +24,19 @@ pub fn unmigrated(target: &IndexName) -> Value {
     ]}})
 }
 
+/// Documents without an outcome for `target`, except `ids` (queued by
+/// earlier scan passes and not processed yet).
+pub fn unmigrated_except(target: &IndexName, ids: &[&DocId]) -> Value {
+    if ids.is_empty() {
+        return unmigrated(target);
+    }
+    json!({ "bool": { "must_not": [
+        { "term": { MIGRATED_TO: target } },
+        { "exists": { "field": failure_field(target) } },
+        { "ids": { "values": ids } }
+    ]}})
+}
+
 /// Documents migrated into `target`.
 pub fn migrated(target: &IndexName) -> Value {
     json!({ "term": { MIGRATED_TO: target } })

@@ -1,10 +1,11 @@
-//! Reading many documents: a point-in-time + `search_after` scan as a
-//! stream of pages (memory stays one page whatever the index size), the
+//! Reading many documents: a consistent scan (an Elasticsearch point in
+//! time paged with `search_after`, or a scroll) as a stream of pages (memory stays one page whatever the index size), the
 //! first matches of one search (a scanner pass), counts, and terms
 //! aggregations.
 
 use super::client::{segment, Body, IndexClient, IndexError};
 use super::docs::StoredDoc;
+use super::flavor::FullRead;
 use crate::types::{DocId, IndexName};
 use futures::Stream;
 use reqwest::Method;
@@ -27,26 +28,29 @@ pub struct ScanRequest {
     pub source: Value,
 }
 
-/// The two point-in-time dialects: OpenSearch and Elasticsearch.
-#[derive(Debug, Clone, Copy)]
-enum Dialect {
-    OpenSearch,
-    Elasticsearch,
+/// An open consistent read of a whole index, as the engine offers it
+/// (see [`super::flavor::FullRead`]).
+#[derive(Debug, Clone)]
+enum Cursor {
+    /// An Elasticsearch point in time and the last page's sort values.
+    Pit { id: String, after: Option<Value> },
+    /// A scroll.
+    Scroll { id: String },
 }
 
 struct ScanState {
     client: IndexClient,
     request: ScanRequest,
-    pit: Option<(String, Dialect)>,
-    after: Option<Value>,
+    cursor: Option<Cursor>,
     index: IndexName,
     done: bool,
 }
 
 impl IndexClient {
-    /// Streams every matching document, one page at a time, from a point in
-    /// time of `index`: documents written after the scan started are not
-    /// seen (the next pass will see them).
+    /// Streams every matching document, one page at a time, from one
+    /// consistent view of `index` (a point in time or a scroll, whichever
+    /// the engine offers): documents written after the scan started are
+    /// not seen (the next pass will see them).
     pub fn scan(
         &self,
         index: &IndexName,
@@ -55,8 +59,7 @@ impl IndexClient {
         let state = ScanState {
             client: self.clone(),
             request,
-            pit: None,
-            after: None,
+            cursor: None,
             index: index.clone(),
             done: false,
         };
@@ -64,11 +67,7 @@ impl IndexClient {
             if st.done {
                 return Ok(None);
             }
-            if st.pit.is_none() {
-                st.pit = Some(st.client.open_pit(&st.index).await?);
-            }
-            let page = st.next_page().await;
-            let page = match page {
+            let page = match st.next_page().await {
                 Ok(p) => p,
                 Err(e) => {
                     st.close().await;
@@ -84,41 +83,6 @@ impl IndexClient {
             }
             Ok(Some((page, st)))
         })
-    }
-
-    async fn open_pit(&self, index: &IndexName) -> Result<(String, Dialect), IndexError> {
-        let idx = segment(index.as_str());
-        let os = self
-            .send(
-                Method::POST,
-                &format!("/{idx}/_search/point_in_time?keep_alive={KEEP_ALIVE}"),
-                None,
-            )
-            .await?;
-        if let Some(id) = os.body.get("pit_id").and_then(Value::as_str) {
-            return Ok((id.to_string(), Dialect::OpenSearch));
-        }
-        // OpenSearch understood the request and failed (missing index,
-        // overload): that is the answer. Asking the Elasticsearch endpoint
-        // would only replace it with a permanent "no handler found" 400.
-        let os_error = super::client::status_error("open point in time", os.status, &os.body);
-        if os_error.is_missing_index() || crate::retry::Transient::is_transient(&os_error) {
-            return Err(os_error);
-        }
-        let es = self
-            .call(
-                Method::POST,
-                &format!("/{idx}/_pit?keep_alive={KEEP_ALIVE}"),
-                None,
-            )
-            .await?;
-        es.get("id")
-            .and_then(Value::as_str)
-            .map(|id| (id.to_string(), Dialect::Elasticsearch))
-            .ok_or_else(|| IndexError::Decode {
-                op: "open point in time".into(),
-                detail: "no pit id in reply".into(),
-            })
     }
 
     /// The first `size` documents matching `query` in index order, with
@@ -252,57 +216,110 @@ pub struct TermBucket {
 }
 
 impl ScanState {
+    /// The next page: the first one opens the cursor the engine offers.
     async fn next_page(&mut self) -> Result<Vec<StoredDoc>, IndexError> {
-        let Some((pit, _)) = &self.pit else {
-            return Ok(Vec::new());
-        };
         let mut body = json!({
             "size": self.request.page_size,
             "query": self.request.query,
-            "pit": { "id": pit, "keep_alive": KEEP_ALIVE },
-            "sort": [{ "_shard_doc": "asc" }],
             "seq_no_primary_term": true,
             "_source": self.request.source,
-            "track_total_hits": false,
         });
-        if let Some(after) = &self.after {
-            body["search_after"] = after.clone();
+        if self.cursor.is_none() && self.client.flavor().await?.full_read() == FullRead::PointInTime
+        {
+            let id = self.open_pit().await?;
+            self.cursor = Some(Cursor::Pit { id, after: None });
         }
-        let reply = self
-            .client
-            .call(Method::POST, "/_search", Some(Body::Json(body)))
-            .await?;
-        if let (Some(new_pit), Some((pit, _))) = (
-            reply
-                .get("pit_id")
-                .or(reply.get("id"))
-                .and_then(Value::as_str),
-            self.pit.as_mut(),
-        ) {
-            *pit = new_pit.to_string();
-        }
-        let hits = hits(&reply);
-        self.after = hits.last().and_then(|h| h.get("sort")).cloned();
-        Ok(stored_docs(hits))
+        let reply = match self.cursor.clone() {
+            None => {
+                body["sort"] = json!(["_doc"]);
+                let path = format!(
+                    "/{}/_search?scroll={KEEP_ALIVE}",
+                    segment(self.index.as_str())
+                );
+                let reply = self
+                    .client
+                    .call(Method::POST, &path, Some(Body::Json(body)))
+                    .await?;
+                self.cursor = scroll_id(&reply).map(|id| Cursor::Scroll { id });
+                reply
+            }
+            Some(Cursor::Pit { id, after }) => {
+                // Scrolls refuse it; a point in time need not count either.
+                body["track_total_hits"] = json!(false);
+                body["pit"] = json!({ "id": id, "keep_alive": KEEP_ALIVE });
+                body["sort"] = json!([{ "_shard_doc": "asc" }]);
+                if let Some(after) = after {
+                    body["search_after"] = after;
+                }
+                let reply = self
+                    .client
+                    .call(Method::POST, "/_search", Some(Body::Json(body)))
+                    .await?;
+                // The server may hand out a new id with every page.
+                let id = reply
+                    .get("pit_id")
+                    .and_then(Value::as_str)
+                    .map_or(id, str::to_string);
+                let after = hits(&reply).last().and_then(|h| h.get("sort")).cloned();
+                self.cursor = Some(Cursor::Pit { id, after });
+                reply
+            }
+            Some(Cursor::Scroll { id }) => {
+                let next = json!({ "scroll": KEEP_ALIVE, "scroll_id": id });
+                let reply = self
+                    .client
+                    .call(Method::POST, "/_search/scroll", Some(Body::Json(next)))
+                    .await?;
+                if let Some(id) = scroll_id(&reply) {
+                    self.cursor = Some(Cursor::Scroll { id });
+                }
+                reply
+            }
+        };
+        Ok(stored_docs(hits(&reply)))
+    }
+
+    async fn open_pit(&self) -> Result<String, IndexError> {
+        let path = format!(
+            "/{}/_pit?keep_alive={KEEP_ALIVE}",
+            segment(self.index.as_str())
+        );
+        let reply = self.client.call(Method::POST, &path, None).await?;
+        reply
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| IndexError::Decode {
+                op: "open point in time".into(),
+                detail: "no id in reply".into(),
+            })
     }
 
     async fn close(&mut self) {
-        if let Some(pit) = self.pit.take() {
-            close_pit(&self.client, pit).await;
+        if let Some(cursor) = self.cursor.take() {
+            close_cursor(&self.client, cursor).await;
         }
     }
 }
 
-/// A scan dropped before its end (a pass cut short by a pause or a lost
-/// lease) closes its point in time in the background rather than leave it
-/// open on the cluster until it expires.
+/// A scan dropped before its end (a verify cut short, a failed page)
+/// closes its cursor in the background rather than leave it open on the
+/// cluster until it expires.
 impl Drop for ScanState {
     fn drop(&mut self) {
-        if let (Some(pit), Ok(rt)) = (self.pit.take(), tokio::runtime::Handle::try_current()) {
+        if let (Some(cursor), Ok(rt)) = (self.cursor.take(), tokio::runtime::Handle::try_current())
+        {
             let client = self.client.clone();
-            rt.spawn(async move { close_pit(&client, pit).await });
+            rt.spawn(async move { close_cursor(&client, cursor).await });
         }
     }
+}
+
+fn scroll_id(reply: &Value) -> Option<String> {
+    reply
+        .get("_scroll_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The hits of a search reply (none when it has none).
@@ -339,29 +356,16 @@ fn stored_docs(hits: &[Value]) -> Vec<StoredDoc> {
     out
 }
 
-async fn close_pit(client: &IndexClient, (pit, dialect): (String, Dialect)) {
-    let result = match dialect {
-        Dialect::OpenSearch => {
-            client
-                .send(
-                    Method::DELETE,
-                    "/_search/point_in_time",
-                    Some(Body::Json(json!({ "pit_id": [pit] }))),
-                )
-                .await
-        }
-        Dialect::Elasticsearch => {
-            client
-                .send(
-                    Method::DELETE,
-                    "/_pit",
-                    Some(Body::Json(json!({ "id": pit }))),
-                )
-                .await
-        }
+async fn close_cursor(client: &IndexClient, cursor: Cursor) {
+    let (path, body) = match cursor {
+        Cursor::Pit { id, .. } => ("/_pit", json!({ "id": id })),
+        Cursor::Scroll { id } => ("/_search/scroll", json!({ "scroll_id": [id] })),
     };
-    if let Err(e) = result {
+    if let Err(e) = client
+        .send(Method::DELETE, path, Some(Body::Json(body)))
+        .await
+    {
         // The server expires it by itself after KEEP_ALIVE.
-        tracing::debug!(error = %e, "closing a point in time failed");
+        tracing::debug!(error = %e, "closing a scan cursor failed");
     }
 }

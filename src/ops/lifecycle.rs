@@ -108,6 +108,8 @@ pub fn keep_tombstones(mapping: &mut Value, min: std::time::Duration) -> Result<
 
 /// Creates a new index from the mapping and puts the Migration alias on it.
 pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
+    // Refuses an engine ferry does not support, before anything changes.
+    ctx.index.flavor().await?;
     let st = healthy_state(ctx).await?;
     if let Some(m) = st.migration_index() {
         return Err(OpsError::Refused(format!(

@@ -174,7 +174,7 @@ async fn refresh_cap(ctx: &Ctx, broker: &Broker) {
     // Latency changes between batches too (edits keep coming while the
     // migration waits): steer now, and say so where `status` reads it.
     ctx.pace.steer();
-    if let Some(why) = ctx.pace.state().yielding {
+    if let Some(why) = ctx.pace.yielding() {
         if let Err(e) = ctx.control.report_yielding(&why).await {
             tracing::debug!(error = %e, "cannot report why the migration yields");
         }
@@ -212,6 +212,12 @@ async fn handle_doc(
         }
         Err(r) => return reject(broker, queue, d, r.code(), &r.to_string()).await,
     };
+    // Counted in the pace's latency window while it runs, from publish.
+    let _in_flight = ctx.pace.edits.start(edit_latency(
+        published_ms(&d.properties),
+        now_ms(),
+        delivered.elapsed(),
+    ));
     let _guard = locks.lock(&msg.id).await;
     let started = Instant::now();
     match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {

@@ -1,9 +1,13 @@
 //! The scanner: while this replica holds the lease and a migration is in
 //! progress and not paused, read the Current index for documents without
 //! an outcome for the target, project them in batches, and publish the
-//! projections to the low-priority queue. Each pass starts once the queue
-//! is empty and queues at most `FERRY_MAX_QUEUED` documents, so the
-//! projections never run more than that far ahead of the processors.
+//! projections to the low-priority queue. A pass queues at most
+//! `FERRY_MAX_QUEUED` documents, so the projections never run more than
+//! about one and a half passes ahead of the processors. Passes overlap:
+//! the next one starts once the queue holds at most half a pass, and
+//! leaves out what the last few passes queued (still waiting, or being
+//! processed, and without an outcome yet), so the processors never wait
+//! for a scan and nothing is queued twice.
 
 use super::lease::{nap, LeaseHandle};
 use crate::context::Ctx;
@@ -13,6 +17,8 @@ use crate::queue::migrate::{publish_projections, PublishError};
 use crate::queue::{Broker, QueueError};
 use crate::retry::pause_for;
 use crate::stores::StoreError;
+use crate::types::{DocId, IndexName};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -38,9 +44,45 @@ pub enum ScanError {
     State(#[from] crate::context::state::StateError),
 }
 
+/// Passes whose ids are left out of the next one. When the next pass
+/// starts, the queue holds at most half a pass, all from the last one or
+/// two; a document remembered too briefly is at worst queued twice, and
+/// its second message then finds the Current document changed (by the
+/// first one's outcome record) and is postponed.
+const REMEMBERED_PASSES: usize = 3;
+
+/// What the last passes queued for one target: those documents may lack
+/// an outcome only because their messages wait or are being processed.
+/// Passes that found nothing push the oldest out, so a document postponed
+/// by its processor comes back within a few passes.
+#[derive(Debug, Default)]
+pub struct Recent {
+    target: Option<IndexName>,
+    passes: VecDeque<Vec<DocId>>,
+}
+
+impl Recent {
+    /// Every remembered id for `target` (none for another target).
+    fn ids(&mut self, target: &IndexName) -> Vec<&DocId> {
+        if self.target.as_ref() != Some(target) {
+            self.target = Some(target.clone());
+            self.passes.clear();
+        }
+        self.passes.iter().flatten().collect()
+    }
+
+    fn push(&mut self, ids: Vec<DocId>) {
+        self.passes.push_back(ids);
+        while self.passes.len() > REMEMBERED_PASSES {
+            self.passes.pop_front();
+        }
+    }
+}
+
 /// Scans until shutdown.
 pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken) {
     let mut broker: Option<Broker> = None;
+    let mut recent = Recent::default();
     let mut failures = 0;
     while !shutdown.is_cancelled() {
         if !lease.held() {
@@ -61,7 +103,7 @@ pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken)
             }
         }
         let Some(b) = broker.as_ref() else { continue };
-        match pass(&ctx, b, &lease, &shutdown).await {
+        match pass(&ctx, b, &lease, &shutdown, &mut recent).await {
             Ok(0) => {
                 failures = 0;
                 nap(ctx.settings.scan_interval, &shutdown).await;
@@ -83,11 +125,13 @@ pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken)
 }
 
 /// One pass over the Current index; returns how many documents it queued.
+/// `recent` carries what earlier passes queued from one pass to the next.
 pub async fn pass(
     ctx: &Ctx,
     broker: &Broker,
     lease: &LeaseHandle,
     shutdown: &CancellationToken,
+    recent: &mut Recent,
 ) -> Result<usize, ScanError> {
     let state = ctx
         .state
@@ -99,9 +143,17 @@ pub async fn pass(
     if state.aliases.is_paused() {
         return Ok(0);
     }
-    // What the last pass queued must be processed first, or this pass
-    // would queue it again.
-    if !wait_until_drained(broker, lease, shutdown).await {
+    // Wait for room: half a pass, or an empty queue when nothing is
+    // remembered of what waits in it (this pass would queue it again): a
+    // scanner that has just taken the lease knows nothing of what its
+    // predecessor queued.
+    let limit = (ctx.settings.max_queued as usize).max(1);
+    let room = if recent.ids(&target).is_empty() {
+        0
+    } else {
+        limit as u32 / 2
+    };
+    if wait_for_room(broker, room, lease, shutdown).await.is_none() {
         return Ok(0);
     }
     // One request per pass: the first FERRY_MAX_QUEUED documents without an
@@ -114,11 +166,9 @@ pub async fn pass(
     // the cluster from pinning superseded segments of its busiest index
     // (and spares in-memory test servers, which copy the index on every
     // write while one is open).
-    let limit = (ctx.settings.max_queued as usize).max(1);
-    let found = ctx
-        .index
-        .first(&current, records::unmigrated(&target), limit)
-        .await?;
+    let query = records::unmigrated_except(&target, &recent.ids(&target));
+    let found = ctx.index.first(&current, query, limit).await?;
+    recent.push(found.iter().map(|d| d.id.clone()).collect());
     let mut queued = 0;
     for page in found.chunks(ctx.settings.scan_page.max(1)) {
         if shutdown.is_cancelled() || !lease.held() {
@@ -138,24 +188,25 @@ pub async fn pass(
     Ok(queued)
 }
 
-/// Waits until the migration queue is empty. Returns false if the wait
-/// was cut short (shutdown, lease lost).
-async fn wait_until_drained(
+/// Waits until the migration queue holds at most `room` ready messages;
+/// their number, or None if the wait was cut short (shutdown, lease lost).
+async fn wait_for_room(
     broker: &Broker,
+    room: u32,
     lease: &LeaseHandle,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Option<u32> {
     loop {
         match broker.depth(&broker.names.migration).await {
-            Ok(0) => return true,
+            Ok(depth) if depth <= room => return Some(depth),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the migration queue depth");
-                return false;
+                return None;
             }
         }
         if !lease.held() || !nap(Duration::from_millis(200), shutdown).await {
-            return false;
+            return None;
         }
     }
 }
