@@ -4,6 +4,9 @@
 //! flight count too, at their age so far, once they are slower than the
 //! finished ones: an edit stuck for longer than the window would
 //! otherwise leave the window empty, and an empty window reads as room.
+//! Each edit's time in the worker (from delivery) is kept apart as well:
+//! it tells what an edit costs now, without the wait in the queue that
+//! earlier, slower edits left behind.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,21 +20,43 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 /// At most this many samples are kept (the newest).
 const MAX_SAMPLES: usize = 4096;
 
+/// One finished edit.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    finished: Instant,
+    latency: Duration,
+    delivered: Instant,
+}
+
+/// One edit in flight.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    published: Instant,
+    delivered: Instant,
+}
+
 /// Edit latencies seen in the last [`WINDOW`], and the edits in flight.
 #[derive(Debug, Default)]
 pub struct EditLatency {
-    /// When each finished, and its latency.
-    samples: Mutex<VecDeque<(Instant, Duration)>>,
-    /// When each edit in flight started (was published).
-    in_flight: Mutex<BTreeMap<u64, Instant>>,
+    samples: Mutex<VecDeque<Sample>>,
+    in_flight: Mutex<BTreeMap<u64, Running>>,
     next: AtomicU64,
 }
 
-/// An edit in flight; dropping it (done or failed) stops counting it.
+/// An edit in flight: [`InFlight::done`] records it; dropped without
+/// (failed, requeued), it just stops counting.
 #[derive(Debug)]
 pub struct InFlight<'a> {
     latency: &'a EditLatency,
     key: u64,
+    delivered: Instant,
+}
+
+impl InFlight<'_> {
+    /// Records the edit as done, `latency` after it was published.
+    pub fn done(self, latency: Duration) {
+        self.latency.push(latency, self.delivered);
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -54,76 +79,111 @@ pub struct Quantiles {
 }
 
 impl EditLatency {
-    /// Records one edit's latency.
+    /// Records one edit's latency, as if it was delivered when published.
     pub fn record(&self, latency: Duration) {
-        let now = Instant::now();
+        let delivered = Instant::now()
+            .checked_sub(latency)
+            .unwrap_or_else(Instant::now);
+        self.push(latency, delivered);
+    }
+
+    fn push(&self, latency: Duration, delivered: Instant) {
+        let finished = Instant::now();
         let Ok(mut s) = self.samples.lock() else {
             return;
         };
-        s.push_back((now, latency));
+        s.push_back(Sample {
+            finished,
+            latency,
+            delivered,
+        });
         while s.len() > MAX_SAMPLES {
             s.pop_front();
         }
         metrics::histogram!("ferry_edit_latency_seconds").record(latency.as_secs_f64());
     }
 
-    /// Counts an edit as in flight from `age` ago (its publish time) until
-    /// the returned guard is dropped.
+    /// Counts an edit delivered now, published `age` ago, as in flight.
     pub fn start(&self, age: Duration) -> InFlight<'_> {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let delivered = Instant::now();
+        let published = delivered.checked_sub(age).unwrap_or(delivered);
         if let Ok(mut f) = self.in_flight.lock() {
-            f.insert(key, started);
+            f.insert(
+                key,
+                Running {
+                    published,
+                    delivered,
+                },
+            );
         }
-        InFlight { latency: self, key }
+        InFlight {
+            latency: self,
+            key,
+            delivered,
+        }
     }
 
-    /// The quantiles of the last [`WINDOW`]; `None` without edits in it.
-    pub fn quantiles(&self) -> Option<Quantiles> {
-        self.quantiles_since(None)
-    }
-
-    /// The quantiles of the edits in the window that started at `since` or
-    /// later (all of them with `None`), edits in flight included at their
-    /// age once it exceeds the finished ones' p99 (younger ones would only
-    /// dilute it).
-    pub fn quantiles_since(&self, since: Option<Instant>) -> Option<Quantiles> {
+    /// The finished samples of the window, and the edits in flight.
+    fn read(&self) -> Option<(Vec<Sample>, Vec<Running>)> {
         let now = Instant::now();
-        let started_in = |start: Instant| since.is_none_or(|t| start >= t);
-        let mut v: Vec<Duration> = {
+        let samples = {
             let mut s = self.samples.lock().ok()?;
             while s
                 .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+                .is_some_and(|x| now.duration_since(x.finished) > WINDOW)
             {
                 s.pop_front();
             }
-            s.iter()
-                .filter(|(t, l)| t.checked_sub(*l).is_none_or(started_in))
-                .map(|(_, l)| *l)
-                .collect()
+            s.iter().copied().collect()
         };
-        v.sort_unstable();
-        let finished_p99 = quantile(&v, 0.99).unwrap_or_default();
-        let stuck: Vec<Duration> = self
-            .in_flight
-            .lock()
-            .ok()?
-            .values()
-            .filter(|s| started_in(**s))
-            .map(|s| now.duration_since(*s))
-            .filter(|age| *age > finished_p99)
-            .collect();
-        if !stuck.is_empty() {
-            v.extend(stuck);
-            v.sort_unstable();
-        }
-        Some(Quantiles {
-            p50: quantile(&v, 0.5)?,
-            p99: quantile(&v, 0.99)?,
-            count: v.len(),
-        })
+        let running = self.in_flight.lock().ok()?.values().copied().collect();
+        Some((samples, running))
     }
+
+    /// The quantiles of the last [`WINDOW`], from publish to visible;
+    /// `None` without edits in it.
+    pub fn quantiles(&self) -> Option<Quantiles> {
+        let now = Instant::now();
+        let (samples, running) = self.read()?;
+        let finished = samples.iter().map(|x| x.latency).collect();
+        let ages = running.iter().map(|r| now.duration_since(r.published));
+        with_stuck(finished, ages)
+    }
+
+    /// The quantiles of the time in the worker (from delivery) of the edits
+    /// delivered at `since` or later; `None` when none was.
+    pub fn service_since(&self, since: Instant) -> Option<Quantiles> {
+        let now = Instant::now();
+        let (samples, running) = self.read()?;
+        let finished = samples
+            .iter()
+            .filter(|x| x.delivered >= since)
+            .map(|x| x.finished.duration_since(x.delivered))
+            .collect();
+        let ages = running
+            .iter()
+            .filter(|r| r.delivered >= since)
+            .map(|r| now.duration_since(r.delivered));
+        with_stuck(finished, ages)
+    }
+}
+
+/// Quantiles of `finished` with the edits in flight whose `ages` exceed
+/// the finished ones' p99 (younger ones would only dilute it).
+fn with_stuck(mut v: Vec<Duration>, ages: impl Iterator<Item = Duration>) -> Option<Quantiles> {
+    v.sort_unstable();
+    let finished_p99 = quantile(&v, 0.99).unwrap_or_default();
+    let before = v.len();
+    v.extend(ages.filter(|age| *age > finished_p99));
+    if v.len() > before {
+        v.sort_unstable();
+    }
+    Some(Quantiles {
+        p50: quantile(&v, 0.5)?,
+        p99: quantile(&v, 0.99)?,
+        count: v.len(),
+    })
 }
 
 /// The `q` quantile of sorted `v` (nearest rank).
@@ -198,17 +258,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn quantiles_since_count_only_edits_started_then() {
+    async fn service_time_counts_from_delivery_for_edits_delivered_since() {
         let ms = Duration::from_millis;
         let l = EditLatency::default();
-        tokio::time::advance(ms(5_000)).await;
-        l.record(ms(3_000)); // started 3 s ago
-        let t = Instant::now() - ms(1_000);
-        l.record(ms(500)); // started 0.5 s ago
-        let q = l.quantiles_since(Some(t)).unwrap();
-        assert_eq!((q.p99, q.count), (ms(500), 1));
-        assert_eq!(l.quantiles().unwrap().count, 2);
-        assert_eq!(l.quantiles_since(Some(Instant::now() + ms(1))), None);
+        // Waited 3 s in the queue, then took 200 ms.
+        let old = l.start(ms(3_000));
+        tokio::time::advance(ms(200)).await;
+        old.done(ms(3_200));
+        let t = Instant::now();
+        assert_eq!(l.service_since(t), None, "nothing delivered since");
+        let slow = l.start(ms(9_000));
+        tokio::time::advance(ms(1_500)).await;
+        let q = l.service_since(t).expect("one in flight");
+        assert_eq!(
+            q.p99,
+            ms(1_500),
+            "its time in the worker, not since publish"
+        );
+        assert_eq!(l.quantiles().unwrap().p99, ms(10_500));
+        slow.done(ms(10_500));
+        assert_eq!(l.service_since(t).unwrap().p99, ms(1_500));
+        assert_eq!(l.service_since(t - ms(1_000)).unwrap().count, 2);
     }
 
     #[test]

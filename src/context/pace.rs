@@ -6,8 +6,10 @@
 //!   there is room it grows slowly, and when p99 is far over the budget it
 //!   pauses until edits are fast again. Edits are what users feel, so this
 //!   watches them rather than the index server. When edits stay over the
-//!   budget for a whole window with the migration at its floor, the
-//!   migration is not what slows them (a slow cluster, a busy store): their
+//!   budget for a whole window with the migration at its floor, and those
+//!   delivered meanwhile are slow in the worker too (not only queued
+//!   behind earlier ones), the migration is not what slows them (a slow
+//!   cluster, a busy store): their
 //!   p99 there becomes a baseline, and for the next five minutes the
 //!   migration yields only to latency a quarter over it, instead of
 //!   crawling at its floor for nothing;
@@ -29,7 +31,10 @@ use tokio::time::Instant;
 /// Longest pause between two batches under pressure.
 const MAX_PAUSE_MS: u64 = 5_000;
 /// The budget's rate limit never goes below this (documents per second),
-/// so a migration under a tight budget still moves.
+/// so a migration under a tight budget still moves. A floor that is a share
+/// of the migration's earlier rate was tried and dropped: a fast migration
+/// at an eighth of its rate still loads the index, so edits measured there
+/// cannot show that something else slows them.
 const MIN_RATE: f64 = 1.0;
 /// Edit p99 above this share of the budget: back off.
 const NEAR: f64 = 0.8;
@@ -178,11 +183,16 @@ impl Pace {
         })
     }
 
-    /// At the floor and still over: once that has lasted [`FLOOR_PROOF`],
-    /// the p99 of the edits that started at the floor, if it is still near
-    /// the budget. Edits that started before, while the migration ran
-    /// faster, say nothing of what slows edits without it.
-    fn floor_proves_innocence(&self, at_floor: bool, budget: Duration) -> Option<Duration> {
+    /// At the floor and still over: once that has lasted [`FLOOR_PROOF`]
+    /// and the edits delivered since then are slow in the worker too (not
+    /// only waiting in the queue behind edits the migration slowed), the
+    /// migration is not what slows them; `p99` becomes the baseline.
+    fn floor_proves_innocence(
+        &self,
+        at_floor: bool,
+        budget: Duration,
+        p99: Duration,
+    ) -> Option<Duration> {
         let mut since = self.floor_since.lock().ok()?;
         if !at_floor {
             *since = None;
@@ -192,12 +202,10 @@ impl Pace {
         if started.elapsed() < FLOOR_PROOF {
             return None;
         }
-        // None yet: no edit started at the floor has been seen; go on
-        // waiting for one.
-        let q = self.edits.quantiles_since(Some(started))?;
+        // None yet: no edit delivered at the floor; go on waiting for one.
+        let service = self.edits.service_since(started)?;
         *since = None;
-        let p99 = q.p99;
-        if p99.as_secs_f64() <= budget.as_secs_f64() * NEAR {
+        if service.p99.as_secs_f64() <= budget.as_secs_f64() * NEAR {
             return None;
         }
         if let Ok(mut b) = self.baseline.lock() {
@@ -352,7 +360,7 @@ impl Pace {
         };
         let share = q.p99.as_secs_f64() / budget.as_secs_f64();
         let at_floor = share > NEAR && self.budget_rate() == Some(MIN_RATE);
-        if let Some(p99) = self.floor_proves_innocence(at_floor, budget) {
+        if let Some(p99) = self.floor_proves_innocence(at_floor, budget, q.p99) {
             self.rate_milli.store(0, Ordering::Relaxed);
             self.say(Some(format!(
                 "edit p99 {} ms stayed over the {} ms budget with the migration at {MIN_RATE:.0} doc/s for {} s: the migration is not what slows edits; it goes on, yielding to edit p99 over {} ms for {} min",

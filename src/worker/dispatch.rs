@@ -213,7 +213,7 @@ async fn handle_doc(
         Err(r) => return reject(broker, queue, d, r.code(), &r.to_string()).await,
     };
     // Counted in the pace's latency window while it runs, from publish.
-    let _in_flight = ctx.pace.edits.start(edit_latency(
+    let in_flight = ctx.pace.edits.start(edit_latency(
         published_ms(&d.properties),
         now_ms(),
         delivered.elapsed(),
@@ -227,7 +227,7 @@ async fn handle_doc(
             metrics::counter!("ferry_messages_total", "queue" => "high", "outcome" => "applied")
                 .increment(1);
             ack(&d).await;
-            ctx.pace.edits.record(edit_latency(
+            in_flight.done(edit_latency(
                 published_ms(&d.properties),
                 now_ms(),
                 delivered.elapsed(),
