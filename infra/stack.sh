@@ -3,6 +3,8 @@
 #   RabbitMQ      (AMQP)                       127.0.0.1:$FERRY_AMQP_PORT
 #   moto          (S3 + DynamoDB, one process) 127.0.0.1:$FERRY_AWS_PORT
 #   osmem-server  (OpenSearch REST API)        127.0.0.1:$FERRY_INDEX_PORT
+#   osmem-server  (a second cluster)           127.0.0.1:$FERRY_SECOND_INDEX_PORT
+#                 for cross-cluster tests; `env` names it FERRY_SECOND_INDEX_URL
 #
 # Usage: infra/stack.sh up|down|status|env
 #   up      start what is not already answering, create the bucket and tables
@@ -15,6 +17,7 @@
 #   FERRY_AMQP_PORT    default 5672
 #   FERRY_AWS_PORT     default 4566
 #   FERRY_INDEX_PORT   default 9200
+#   FERRY_SECOND_INDEX_PORT default 9201
 #   FERRY_START_TIMEOUT seconds to wait for each service   default 60
 #   FERRY_RABBIT_NODE  node name if we must start RabbitMQ default ferry-<port>@localhost
 #
@@ -32,6 +35,7 @@ FERRY_CACHE=${FERRY_CACHE:-$HOME/.cache/ferry}
 FERRY_AMQP_PORT=${FERRY_AMQP_PORT:-5672}
 FERRY_AWS_PORT=${FERRY_AWS_PORT:-4566}
 FERRY_INDEX_PORT=${FERRY_INDEX_PORT:-9200}
+FERRY_SECOND_INDEX_PORT=${FERRY_SECOND_INDEX_PORT:-9201}
 FERRY_START_TIMEOUT=${FERRY_START_TIMEOUT:-60}
 # Our own node name, so that starting a second broker never collides with the
 # machine's node (rabbit@localhost) and `down` can stop exactly this one.
@@ -290,26 +294,28 @@ moto_down() { stop_pid moto moto_server; }
 
 # --- osmem-server (OpenSearch API) ----------------------------------------------
 
-index_url() { printf 'http://%s:%s' "$HOST" "$FERRY_INDEX_PORT"; }
+index_url() { printf 'http://%s:%s' "$HOST" "${1:-$FERRY_INDEX_PORT}"; }
 
+# osmem_up NAME PORT: one in-memory index server (a "cluster").
 osmem_up() {
-  local bin
-  if http_ok "$(index_url)/"; then
-    log "osmem: already answering on $(index_url)"
+  local name=$1 port=$2 bin url
+  url=$(index_url "$port")
+  if http_ok "$url/"; then
+    log "$name: already answering on $url"
     return
   fi
   # The wheel ships a Go binary but no console script; the package knows where.
   bin=$("$VENV/bin/python" -c 'import osmem_server; print(osmem_server.resolve_binary())') ||
     die "cannot locate the osmem-server binary in $VENV"
-  log "osmem: starting on $(index_url)"
+  log "$name: starting on $url"
   # -no-stdin-watch: by default it exits when stdin closes (it expects to be a
   # child of a test process); ours is /dev/null.
-  spawn osmem "$bin" -addr "$HOST:$FERRY_INDEX_PORT" -no-stdin-watch
-  wait_until osmem "$(<"$(pid_file osmem)")" http_ok "$(index_url)/" ||
-    { show_log "$LOG_DIR/osmem.log"; die "osmem-server did not start"; }
+  spawn "$name" "$bin" -addr "$HOST:$port" -no-stdin-watch
+  wait_until "$name" "$(<"$(pid_file "$name")")" http_ok "$url/" ||
+    { show_log "$LOG_DIR/$name.log"; die "osmem-server ($name) did not start"; }
 }
 
-osmem_down() { stop_pid osmem osmem; }
+osmem_down() { stop_pid "$1" osmem; }
 
 # --- stores: bucket and tables ------------------------------------------------
 
@@ -462,7 +468,8 @@ cmd_up() {
   # descriptor, or they would hold the lock for as long as they run.
   rabbitmq_up 9>&-
   moto_up 9>&-
-  osmem_up 9>&-
+  osmem_up osmem "$FERRY_INDEX_PORT" 9>&-
+  osmem_up osmem2 "$FERRY_SECOND_INDEX_PORT" 9>&-
   if [[ $FERRY_PROFILE == fast ]]; then fast_up 9>&-; fi
   stores_up
   cmd_status >&2 || die "some service is down"
@@ -474,7 +481,8 @@ cmd_down() {
   lock
   # The fast profile's down stops only its own servers: the rest is shared.
   if [[ $FERRY_PROFILE == fast ]]; then fast_down; return; fi
-  osmem_down
+  osmem_down osmem
+  osmem_down osmem2
   moto_down
   rabbitmq_down
 }
@@ -494,9 +502,13 @@ cmd_status() {
     "amqp://$HOST:$FERRY_AMQP_PORT" "$who"
   who=external; live_pid moto moto_server >/dev/null && who="ours (pid $(<"$(pid_file moto)"))"
   status_line moto "$(http_answers "$(moto_url)/moto-api/" && echo up)" "$(moto_url)" "$who"
-  who=external; live_pid osmem osmem >/dev/null && who="ours (pid $(<"$(pid_file osmem)"))"
-  status_line osmem "$(http_ok "$(index_url)/" && echo up)" \
-    "$(index_url)" "$who"
+  local name port
+  for name in osmem osmem2; do
+    port=$FERRY_INDEX_PORT; [[ $name == osmem2 ]] && port=$FERRY_SECOND_INDEX_PORT
+    who=external; live_pid "$name" osmem >/dev/null && who="ours (pid $(<"$(pid_file "$name")"))"
+    status_line "$name" "$(http_ok "$(index_url "$port")/" && echo up)" \
+      "$(index_url "$port")" "$who"
+  done
   if [[ $FERRY_PROFILE == fast ]]; then fast_status; fi
   return "$rc"
 }
@@ -504,6 +516,7 @@ cmd_status() {
 cmd_env() {
   cat <<EOF
 export FERRY_INDEX_URL=$(index_url)
+export FERRY_SECOND_INDEX_URL=$(index_url "$FERRY_SECOND_INDEX_PORT")
 export FERRY_AMQP_URL=amqp://guest:guest@$HOST:$FERRY_AMQP_PORT/%2f
 export FERRY_AWS_ENDPOINT=$(moto_url)
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

@@ -15,26 +15,46 @@ use tokio_util::sync::CancellationToken;
 /// Runs a worker until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IndexError> {
     let ctx = Arc::new(Ctx::new(settings).await?);
-    // An engine ferry does not support is refused before any work; one
-    // that does not answer yet is waited out like any outage.
-    match ctx.index.flavor().await {
-        Ok(flavor) => tracing::info!(engine = %flavor, "index server"),
-        Err(e @ IndexError::Engine { .. }) => return Err(e),
-        Err(e) => tracing::warn!(error = %e, "cannot read the index server's version yet"),
-    }
     let lease = LeaseHandle::new(lease::owner_id());
     tracing::info!(owner = %lease.owner, "worker starting");
-    let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));
-    let scan = tokio::spawn(scanner::run(ctx.clone(), lease.clone(), shutdown.clone()));
-    let admin = crate::admin::spawn(ctx.clone(), lease, shutdown.clone()).await;
-    consume(ctx, shutdown).await;
-    let _ = scan.await;
-    let _ = keeper.await;
+    // The admin server answers (readiness red) while the engine is checked.
+    let admin = crate::admin::spawn(ctx.clone(), lease.clone(), shutdown.clone()).await;
+    if engine_checked(&ctx, &shutdown).await? {
+        let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));
+        let scan = tokio::spawn(scanner::run(ctx.clone(), lease, shutdown.clone()));
+        consume(ctx, shutdown).await;
+        let _ = scan.await;
+        let _ = keeper.await;
+    }
     if let Some(a) = admin {
         let _ = a.await;
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Waits until the index server says which engine it is: an engine ferry
+/// does not support is refused before any work, one that does not answer
+/// is waited out like any outage. False on shutdown.
+async fn engine_checked(ctx: &Ctx, shutdown: &CancellationToken) -> Result<bool, IndexError> {
+    let mut failures = 0;
+    loop {
+        match ctx.index.flavor().await {
+            Ok(flavor) => {
+                tracing::info!(engine = %flavor, "index server");
+                return Ok(true);
+            }
+            Err(e @ IndexError::Engine { .. }) => return Err(e),
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "cannot read the index server's version yet; waiting");
+            }
+        }
+        let pause = crate::retry::pause_for(&ctx.policy, failures);
+        if !crate::worker::lease::nap(pause, shutdown).await {
+            return Ok(false);
+        }
+    }
 }
 
 /// Runs a worker until SIGTERM or SIGINT.

@@ -833,12 +833,14 @@ async fn scan_passes_overlap_without_queueing_a_document_twice() {
     let all: BTreeSet<&DocId> = taken.iter().chain(&waiting).collect();
     assert_eq!(all.len(), 140, "no document queued twice");
 
-    // A scanner that has just taken the lease remembers nothing: it waits
-    // for an empty queue, whatever its depth.
+    // The queue is empty, but what was taken has no outcome yet (as if
+    // still being processed): the next pass leaves it out.
     let queued = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
         .await
         .unwrap();
     assert_eq!(queued, 60, "the rest, none of the 140");
+    // A scanner that has just taken the lease remembers nothing: it waits
+    // for an empty queue, whatever its depth.
     let mut fresh = scanner::Recent::default();
     let after_takeover = tokio::time::timeout(
         Duration::from_secs(2),
@@ -848,6 +850,17 @@ async fn scan_passes_overlap_without_queueing_a_document_twice() {
     assert!(after_takeover.is_err(), "a new scanner did not wait");
     let rest = take_migrate_ids(&env, 60).await;
     assert!(rest.iter().all(|id| !all.contains(id)));
+
+    // Nothing new and the queue empty: what is remembered is forgotten, so
+    // documents whose processors postponed them come back.
+    let nothing = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
+        .await
+        .unwrap();
+    assert_eq!(nothing, 0, "all 200 are remembered");
+    let again = scanner::pass(&ctx, &broker, &lease, &shutdown, &mut recent)
+        .await
+        .unwrap();
+    assert_eq!(again, 70, "forgotten, and queued again");
 }
 
 // --------------------------------------------------------- 4. two workers

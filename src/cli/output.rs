@@ -80,6 +80,7 @@ pub fn status(json: bool, s: &Status) {
     for v in &s.violations {
         println!("  INVARIANT BROKEN: {v}");
     }
+    println!("engine:     {}", s.engine);
     println!("current:    {}", IndexName::list(&s.aliases.current));
     println!("migration:  {}", IndexName::list(&s.aliases.migration));
     println!("historical: {}", IndexName::list(&s.aliases.historical));

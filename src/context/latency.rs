@@ -44,17 +44,24 @@ pub struct EditLatency {
 }
 
 /// An edit in flight: [`InFlight::done`] records it; dropped without
-/// (failed, requeued), it just stops counting.
+/// (failed and requeued: its latency counts when it is done), it just
+/// stops counting.
 #[derive(Debug)]
 pub struct InFlight<'a> {
     latency: &'a EditLatency,
     key: u64,
+    published_ms: Option<(u64, bool)>,
     delivered: Instant,
 }
 
 impl InFlight<'_> {
-    /// Records the edit as done, `latency` after it was published.
-    pub fn done(self, latency: Duration) {
+    /// Records the edit as done now.
+    pub fn done(self) {
+        let latency = edit_latency(
+            self.published_ms,
+            crate::stores::control::now_ms(),
+            self.delivered.elapsed(),
+        );
         self.latency.push(latency, self.delivered);
     }
 }
@@ -103,11 +110,17 @@ impl EditLatency {
         metrics::histogram!("ferry_edit_latency_seconds").record(latency.as_secs_f64());
     }
 
-    /// Counts an edit delivered now, published `age` ago, as in flight.
-    pub fn start(&self, age: Duration) -> InFlight<'_> {
+    /// Counts an edit as in flight: published at `published_ms` (ms since
+    /// the epoch, precise or whole seconds; see [`edit_latency`]) and
+    /// delivered at `delivered`.
+    pub fn start(&self, published_ms: Option<(u64, bool)>, delivered: Instant) -> InFlight<'_> {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        let delivered = Instant::now();
-        let published = delivered.checked_sub(age).unwrap_or(delivered);
+        let age = edit_latency(
+            published_ms,
+            crate::stores::control::now_ms(),
+            delivered.elapsed(),
+        );
+        let published = Instant::now().checked_sub(age).unwrap_or(delivered);
         if let Ok(mut f) = self.in_flight.lock() {
             f.insert(
                 key,
@@ -120,6 +133,7 @@ impl EditLatency {
         InFlight {
             latency: self,
             key,
+            published_ms,
             delivered,
         }
     }
@@ -152,8 +166,10 @@ impl EditLatency {
     }
 
     /// The quantiles of the time in the worker (from delivery) of the edits
-    /// delivered at `since` or later; `None` when none was.
-    pub fn service_since(&self, since: Instant) -> Option<Quantiles> {
+    /// delivered at `since` or later: the finished ones, and those in flight
+    /// for longer than `slow` (younger ones say nothing yet); `None` when
+    /// there is none.
+    pub fn service_since(&self, since: Instant, slow: Duration) -> Option<Quantiles> {
         let now = Instant::now();
         let (samples, running) = self.read()?;
         let finished = samples
@@ -164,7 +180,8 @@ impl EditLatency {
         let ages = running
             .iter()
             .filter(|r| r.delivered >= since)
-            .map(|r| now.duration_since(r.delivered));
+            .map(|r| now.duration_since(r.delivered))
+            .filter(|age| *age > slow);
         with_stuck(finished, ages)
     }
 }
@@ -238,8 +255,8 @@ mod tests {
     async fn an_edit_stuck_in_flight_counts_at_its_age() {
         let ms = Duration::from_millis;
         let l = EditLatency::default();
-        let stuck = l.start(ms(500));
-        let young = l.start(ms(0));
+        let stuck = l.start(None, Instant::now() - ms(500));
+        let young = l.start(None, Instant::now());
         tokio::time::advance(WINDOW * 2).await;
         // Nothing finished in the window: the stuck edits still count.
         let q = l.quantiles().expect("in flight: not an empty window");
@@ -253,7 +270,7 @@ mod tests {
         drop(stuck);
         assert_eq!(l.quantiles().unwrap().p99, ms(20));
         // An edit younger than the finished ones' p99 does not dilute it.
-        let _fresh = l.start(ms(0));
+        let _fresh = l.start(None, Instant::now());
         assert_eq!(l.quantiles().unwrap().count, 50);
     }
 
@@ -261,24 +278,24 @@ mod tests {
     async fn service_time_counts_from_delivery_for_edits_delivered_since() {
         let ms = Duration::from_millis;
         let l = EditLatency::default();
-        // Waited 3 s in the queue, then took 200 ms.
-        let old = l.start(ms(3_000));
+        let publish_ms = crate::stores::control::now_ms();
+        // Published 3 s before its delivery, then 200 ms in the worker.
+        tokio::time::advance(ms(3_000)).await;
+        let old = l.start(Some((publish_ms, true)), Instant::now());
         tokio::time::advance(ms(200)).await;
-        old.done(ms(3_200));
+        old.done();
         let t = Instant::now();
-        assert_eq!(l.service_since(t), None, "nothing delivered since");
-        let slow = l.start(ms(9_000));
-        tokio::time::advance(ms(1_500)).await;
-        let q = l.service_since(t).expect("one in flight");
-        assert_eq!(
-            q.p99,
-            ms(1_500),
-            "its time in the worker, not since publish"
-        );
-        assert_eq!(l.quantiles().unwrap().p99, ms(10_500));
-        slow.done(ms(10_500));
-        assert_eq!(l.service_since(t).unwrap().p99, ms(1_500));
-        assert_eq!(l.service_since(t - ms(1_000)).unwrap().count, 2);
+        let slow = ms(100);
+        assert_eq!(l.service_since(t, slow), None, "nothing delivered since");
+        let stuck = l.start(None, Instant::now());
+        tokio::time::advance(ms(50)).await;
+        assert_eq!(l.service_since(t, slow), None, "too young to say");
+        tokio::time::advance(ms(1_450)).await;
+        let q = l.service_since(t, slow).expect("one slow in flight");
+        assert_eq!(q.p99, ms(1_500), "its time in the worker");
+        stuck.done();
+        assert_eq!(l.service_since(t, slow).unwrap().p99, ms(1_500));
+        assert_eq!(l.service_since(t - ms(1_000), slow).unwrap().count, 2);
     }
 
     #[test]

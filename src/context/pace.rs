@@ -202,10 +202,12 @@ impl Pace {
         if started.elapsed() < FLOOR_PROOF {
             return None;
         }
-        // None yet: no edit delivered at the floor; go on waiting for one.
-        let service = self.edits.service_since(started)?;
+        // None yet: no edit delivered at the floor has finished or been
+        // slow for long enough to say; go on waiting.
+        let near = budget.mul_f64(NEAR);
+        let service = self.edits.service_since(started, near)?;
         *since = None;
-        if service.p99.as_secs_f64() <= budget.as_secs_f64() * NEAR {
+        if service.p99 <= near {
             return None;
         }
         if let Ok(mut b) = self.baseline.lock() {

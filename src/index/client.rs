@@ -38,10 +38,10 @@ pub enum IndexError {
     #[error("{op}: unexpected response: {detail}")]
     Decode { op: String, detail: String },
     /// The engine or its version is one ferry does not support.
-    #[error("{base}: {source}")]
+    #[error("{base}: {problem}")]
     Engine {
         base: String,
-        source: super::flavor::FlavorError,
+        problem: super::flavor::FlavorError,
     },
 }
 
@@ -83,7 +83,7 @@ impl IndexError {
                 ..
             } => format!("HTTP {status} {kind}: {reason}"),
             IndexError::Decode { detail, .. } => format!("unexpected response: {detail}"),
-            IndexError::Engine { source, .. } => source.to_string(),
+            IndexError::Engine { problem, .. } => problem.to_string(),
         }
     }
 }
@@ -183,9 +183,9 @@ impl IndexClient {
         self.flavor
             .get_or_try_init(|| async {
                 let root = self.call(Method::GET, "/", None).await?;
-                Flavor::from_root(&root).map_err(|source| IndexError::Engine {
+                Flavor::from_root(&root).map_err(|problem| IndexError::Engine {
                     base: self.base.clone(),
-                    source,
+                    problem,
                 })
             })
             .await

@@ -11,7 +11,7 @@ use futures::Stream;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// How long the server keeps a point in time between two pages.
+/// How long the server keeps a point in time or a scroll between two pages.
 const KEEP_ALIVE: &str = "5m";
 
 /// The most hits one search may return (`index.max_result_window`'s default).
@@ -67,18 +67,20 @@ impl IndexClient {
             if st.done {
                 return Ok(None);
             }
-            let page = match st.next_page().await {
+            let (page, hits) = match st.next_page().await {
                 Ok(p) => p,
                 Err(e) => {
                     st.close().await;
                     return Err(e);
                 }
             };
-            if page.len() < st.request.page_size {
+            // By hits, not documents: one id ferry cannot address must not
+            // end the read early.
+            if hits < st.request.page_size {
                 st.done = true;
                 st.close().await;
             }
-            if page.is_empty() {
+            if hits == 0 {
                 return Ok(None);
             }
             Ok(Some((page, st)))
@@ -216,8 +218,9 @@ pub struct TermBucket {
 }
 
 impl ScanState {
-    /// The next page: the first one opens the cursor the engine offers.
-    async fn next_page(&mut self) -> Result<Vec<StoredDoc>, IndexError> {
+    /// The next page and its number of hits: the first one opens the
+    /// cursor the engine offers.
+    async fn next_page(&mut self) -> Result<(Vec<StoredDoc>, usize), IndexError> {
         let mut body = json!({
             "size": self.request.page_size,
             "query": self.request.query,
@@ -240,7 +243,12 @@ impl ScanState {
                     .client
                     .call(Method::POST, &path, Some(Body::Json(body)))
                     .await?;
-                self.cursor = scroll_id(&reply).map(|id| Cursor::Scroll { id });
+                // Without an id the next call would start over from page 1.
+                let id = scroll_id(&reply).ok_or_else(|| IndexError::Decode {
+                    op: "POST _search?scroll".into(),
+                    detail: "no _scroll_id in reply".into(),
+                })?;
+                self.cursor = Some(Cursor::Scroll { id });
                 reply
             }
             Some(Cursor::Pit { id, after }) => {
@@ -276,7 +284,8 @@ impl ScanState {
                 reply
             }
         };
-        Ok(stored_docs(hits(&reply)))
+        let hits = hits(&reply);
+        Ok((stored_docs(hits), hits.len()))
     }
 
     async fn open_pit(&self) -> Result<String, IndexError> {

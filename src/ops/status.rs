@@ -25,6 +25,9 @@ pub struct Depths {
 pub struct Status {
     /// idle, in_progress, paused, broken.
     pub phase: Phase,
+    /// The engine and version answering (`OpenSearch 2.19.1`), or why it
+    /// is not known or not supported.
+    pub engine: String,
     /// The preview alias is on the migration index.
     pub preview: bool,
     /// Invariant violations, spelled out.
@@ -63,6 +66,10 @@ const YIELD_FRESH: std::time::Duration = std::time::Duration::from_secs(15);
 /// Reads the whole status.
 pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsError> {
     ctx.state.invalidate().await;
+    let engine = match ctx.index.flavor().await {
+        Ok(flavor) => flavor.to_string(),
+        Err(e) => e.to_string(),
+    };
     let aliases = ctx.index.alias_state(&ctx.aliases).await?;
     let violations = aliases.violations(&ctx.aliases);
     let phase = aliases.phase(&ctx.aliases);
@@ -97,6 +104,7 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         None => None,
     };
     Ok(Status {
+        engine,
         yielding,
         rate_per_second,
         eta_seconds,

@@ -8,12 +8,10 @@
 use super::edit_path::{apply, EditError};
 use super::locks::IdLocks;
 use super::migration_path::{self, Disposition};
-use crate::context::latency::edit_latency;
 use crate::context::Ctx;
 use crate::queue::broker::published_ms;
 use crate::queue::{Broker, Message, QueueError};
 use crate::retry::{retry, Transient};
-use crate::stores::control::now_ms;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -213,11 +211,10 @@ async fn handle_doc(
         Err(r) => return reject(broker, queue, d, r.code(), &r.to_string()).await,
     };
     // Counted in the pace's latency window while it runs, from publish.
-    let in_flight = ctx.pace.edits.start(edit_latency(
+    let in_flight = ctx.pace.edits.start(
         published_ms(&d.properties),
-        now_ms(),
-        delivered.elapsed(),
-    ));
+        tokio::time::Instant::from_std(delivered),
+    );
     let _guard = locks.lock(&msg.id).await;
     let started = Instant::now();
     match retry(&ctx.policy, "apply edit", || apply(ctx, &msg)).await {
@@ -227,11 +224,7 @@ async fn handle_doc(
             metrics::counter!("ferry_messages_total", "queue" => "high", "outcome" => "applied")
                 .increment(1);
             ack(&d).await;
-            in_flight.done(edit_latency(
-                published_ms(&d.properties),
-                now_ms(),
-                delivered.elapsed(),
-            ));
+            in_flight.done();
         }
         Err(EditError::Projection(p)) => {
             reject(broker, queue, d, "projection-failed", &p.to_string()).await

@@ -53,8 +53,9 @@ const REMEMBERED_PASSES: usize = 3;
 
 /// What the last passes queued for one target: those documents may lack
 /// an outcome only because their messages wait or are being processed.
-/// Passes that found nothing push the oldest out, so a document postponed
-/// by its processor comes back within a few passes.
+/// Forgotten when newer passes push them out, and all at once when a pass
+/// finds nothing new with the queue empty: a document its processor
+/// postponed then comes back in the next pass.
 #[derive(Debug, Default)]
 pub struct Recent {
     target: Option<IndexName>,
@@ -71,11 +72,32 @@ impl Recent {
         self.passes.iter().flatten().collect()
     }
 
-    fn push(&mut self, ids: Vec<DocId>) {
-        self.passes.push_back(ids);
+    /// Starts remembering a new pass.
+    fn begin(&mut self) {
+        self.passes.push_back(Vec::new());
         while self.passes.len() > REMEMBERED_PASSES {
             self.passes.pop_front();
         }
+    }
+
+    /// Remembers ids the current pass has queued.
+    fn queued(&mut self, ids: impl IntoIterator<Item = DocId>) {
+        if let Some(pass) = self.passes.back_mut() {
+            pass.extend(ids);
+        }
+    }
+
+    /// Ends a pass: one that queued nothing is not remembered (it would
+    /// push out a pass whose messages may still wait).
+    fn end(&mut self) {
+        if self.passes.back().is_some_and(Vec::is_empty) {
+            self.passes.pop_back();
+        }
+    }
+
+    /// Forgets everything.
+    fn clear(&mut self) {
+        self.passes.clear();
     }
 }
 
@@ -86,6 +108,9 @@ pub async fn run(ctx: Arc<Ctx>, lease: LeaseHandle, shutdown: CancellationToken)
     let mut failures = 0;
     while !shutdown.is_cancelled() {
         if !lease.held() {
+            // Another replica scans meanwhile: what this one queued says
+            // nothing of what waits when it gets the lease back.
+            recent = Recent::default();
             if !nap(ctx.settings.lease_ttl / 3, &shutdown).await {
                 break;
             }
@@ -153,9 +178,9 @@ pub async fn pass(
     } else {
         limit as u32 / 2
     };
-    if wait_for_room(broker, room, lease, shutdown).await.is_none() {
+    let Some(depth) = wait_for_room(broker, room, lease, shutdown).await else {
         return Ok(0);
-    }
+    };
     // One request per pass: the first FERRY_MAX_QUEUED documents without an
     // outcome, ids and version tokens only (memory stays bounded by the
     // queue depth, not the index size). A pass has a single page, so it
@@ -168,7 +193,27 @@ pub async fn pass(
     // write while one is open).
     let query = records::unmigrated_except(&target, &recent.ids(&target));
     let found = ctx.index.first(&current, query, limit).await?;
-    recent.push(found.iter().map(|d| d.id.clone()).collect());
+    if found.is_empty() && depth == 0 {
+        recent.clear();
+        return Ok(0);
+    }
+    recent.begin();
+    let queued = queue(ctx, broker, lease, shutdown, &target, &found, recent).await;
+    recent.end();
+    queued
+}
+
+/// Projects and publishes what a pass found, page by page, remembering
+/// what was published; stops if the migration is paused or abandoned.
+async fn queue(
+    ctx: &Ctx,
+    broker: &Broker,
+    lease: &LeaseHandle,
+    shutdown: &CancellationToken,
+    target: &IndexName,
+    found: &[crate::index::StoredDoc],
+    recent: &mut Recent,
+) -> Result<usize, ScanError> {
     let mut queued = 0;
     for page in found.chunks(ctx.settings.scan_page.max(1)) {
         if shutdown.is_cancelled() || !lease.held() {
@@ -179,10 +224,11 @@ pub async fn pass(
             .state
             .get(&ctx.index, &ctx.aliases, &ctx.control)
             .await?;
-        if now.migration().as_ref() != Some(&target) || now.aliases.is_paused() {
+        if now.migration().as_ref() != Some(target) || now.aliases.is_paused() {
             break;
         }
-        queued += publish_projections(&ctx.stores, broker, &target, page).await?;
+        queued += publish_projections(&ctx.stores, broker, target, page).await?;
+        recent.queued(page.iter().map(|d| d.id.clone()));
         metrics::counter!("ferry_scanned_total").increment(page.len() as u64);
     }
     Ok(queued)
