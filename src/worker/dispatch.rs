@@ -48,6 +48,9 @@ pub async fn serve(
     let mut pending: Vec<Delivery> = Vec::new();
     let mut pending_since = Instant::now();
     let mut batch: Option<tokio::task::JoinHandle<()>> = None;
+    // Wakes the loop as soon as a batch ends, so that the next one (its
+    // messages already prefetched) need not wait for the next tick.
+    let batch_done = Arc::new(tokio::sync::Notify::new());
     let mut tick = tokio::time::interval(s.batch_wait.max(std::time::Duration::from_millis(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -71,12 +74,13 @@ pub async fn serve(
             match broker.high_depth().await {
                 Ok(0) => {
                     let work = std::mem::take(&mut pending);
-                    batch = Some(tokio::spawn(run_batch(
-                        ctx.clone(),
-                        broker.clone(),
-                        names.migration.clone(),
-                        work,
-                    )));
+                    let (ctx, broker, queue) =
+                        (ctx.clone(), broker.clone(), names.migration.clone());
+                    let done = batch_done.clone();
+                    batch = Some(tokio::spawn(async move {
+                        run_batch(ctx, broker, queue, work).await;
+                        done.notify_one();
+                    }));
                 }
                 Ok(_) => {} // High-priority work is waiting: serve it first.
                 Err(e) => break Err(e),
@@ -105,6 +109,7 @@ pub async fn serve(
                     drop(permit);
                 });
             }
+            _ = batch_done.notified(), if !idle => {}
             next = low.next(), if idle && pending.len() < ctx.pace.batch_size() => {
                 let Some(delivery) = next else { break Err(closed("migration consumer")) };
                 match delivery {
