@@ -1,7 +1,7 @@
 //! Reading many documents: a consistent scan (an Elasticsearch point in
-//! time paged with `search_after`, or a scroll) as a stream of pages (memory stays one page whatever the index size), the
-//! first matches of one search (a scanner pass), counts, and terms
-//! aggregations.
+//! time paged with `search_after`, or a scroll) as a stream of pages
+//! (memory stays one page whatever the index size), the first matches of
+//! one search (a scanner pass), counts, and terms aggregations.
 
 use super::client::{segment, Body, IndexClient, IndexError};
 use super::docs::StoredDoc;

@@ -19,9 +19,8 @@ pub async fn wait_until_up(ctx: &Ctx, shutdown: &CancellationToken) {
         }
         tracing::debug!(?found, "still waiting for dependencies");
         attempt += 1;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause_for(&ctx.policy, attempt)) => {}
+        if !super::lease::nap(pause_for(&ctx.policy, attempt), shutdown).await {
+            return;
         }
     }
 }
