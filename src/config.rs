@@ -319,6 +319,16 @@ pub struct Settings {
         help_heading = "Worker tuning"
     )]
     pub batch_size: usize,
+    /// Most migration batches one worker runs at once; the pace starts at
+    /// one and adds more while full batches stay within the batch time.
+    #[arg(
+        long,
+        env = "FERRY_MAX_BATCHES",
+        default_value_t = 4,
+        global = true,
+        help_heading = "Worker tuning"
+    )]
+    pub max_batches: usize,
     /// How long a migration batch should take: larger ones shrink, so that
     /// no single batch holds the index for long (pt-osc's --chunk-time).
     #[arg(long, env = "FERRY_BATCH_TIME", value_parser = duration, default_value = "500ms", global = true, help_heading = "Worker tuning")]
@@ -490,6 +500,7 @@ impl Settings {
             ("FERRY_BATCH_SIZE", self.batch_size.to_string()),
             ("FERRY_BATCH_WAIT", d(self.batch_wait)),
             ("FERRY_BATCH_TIME", d(self.batch_time)),
+            ("FERRY_MAX_BATCHES", self.max_batches.to_string()),
             (
                 "FERRY_EDIT_LATENCY_BUDGET",
                 self.edit_latency_budget.to_string(),

@@ -92,7 +92,7 @@ fn pace_block(p: &PaceState) -> Markup {
             tr { th { "Edit latency" } td #edit-latency { "p50 " (ms(p.edit_p50_ms)) ", p99 " (ms(p.edit_p99_ms)) " over the last seconds" } }
             tr { th { "Budget" } td { @match p.edit_latency_budget_ms { Some(b) => (format!("{b} ms")), None => "off" } } }
             tr { th { "Migration" } td {
-                (p.batch_size) " per batch"
+                (p.batch_size) " per batch, " (p.batches_in_flight) " at once"
                 @if let Some(r) = p.budget_docs_per_second { ", held to " (format!("{r:.0}")) " docs/s by the budget" }
                 @if let Some(c) = p.worker_docs_per_second { ", capped at " (format!("{c:.0}")) " docs/s" }
             } }

@@ -4,6 +4,7 @@
 //! the operator commands, the admin server, the benchmark and the seeder
 //! all take a `Ctx`.
 
+pub mod batches;
 pub mod health;
 pub mod latency;
 pub mod pace;
@@ -55,7 +56,8 @@ impl Ctx {
             settings.batch_size,
             settings.batch_time,
             settings.edit_latency_budget.0,
-        );
+        )
+        .with_batches(settings.max_batches);
         let state = StateCache::new(
             settings.state_ttl,
             settings.rollback_window,

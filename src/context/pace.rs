@@ -14,13 +14,15 @@
 //!   migration yields only to latency a quarter over it, instead of
 //!   crawling at its floor for nothing;
 //! * adaptive: batches sized by the time they take (`FERRY_BATCH_TIME`, as
-//!   pt-online-schema-change's `--chunk-time`), halved with a growing pause
-//!   whenever the index answers 429/5xx; both recover step by step;
+//!   pt-online-schema-change's `--chunk-time`), several in flight while
+//!   they are quick ([`super::batches`]), halved with a growing pause
+//!   whenever the index answers 429/5xx; all recover step by step;
 //! * a fixed cap in documents per second for the whole cluster, set at run
 //!   time by an operator (`ferry throttle`, `POST /api/throttle`), kept in the
 //!   control table and shared evenly among the workers consuming the
 //!   migration queue.
 
+use super::batches::Batches;
 use super::latency::{EditLatency, Quantiles};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -79,6 +81,8 @@ pub struct Pace {
     /// Edit p99 with the migration at its floor, and when it was taken.
     baseline: Mutex<Option<(Duration, Instant)>>,
     yielding: Mutex<Option<String>>,
+    /// Migration batches in flight.
+    batches: Batches,
     /// This worker's edit latencies.
     pub edits: EditLatency,
 }
@@ -88,6 +92,8 @@ pub struct Pace {
 pub struct PaceState {
     /// Migration messages per batch now.
     pub batch_size: usize,
+    /// Migration batches that may run at once now.
+    pub batches_in_flight: usize,
     /// Pause between batches now, in milliseconds.
     pub pause_ms: u64,
     /// Cluster-wide cap in documents per second (None: no cap).
@@ -130,10 +136,22 @@ impl Pace {
             floor_since: Mutex::new(None),
             baseline: Mutex::new(None),
             yielding: Mutex::new(None),
+            batches: Batches::new(1),
             edits: EditLatency::default(),
         };
         pace.set_budget(budget);
         pace
+    }
+
+    /// The same pace, with up to `most` batches in flight.
+    pub fn with_batches(mut self, most: usize) -> Self {
+        self.batches = Batches::new(most);
+        self
+    }
+
+    /// Batches that may run at once now.
+    pub fn batches_in_flight(&self) -> usize {
+        self.batches.allowed()
     }
 
     /// Messages to put in the next batch.
@@ -301,16 +319,24 @@ impl Pace {
             self.size.store((size / 2).max(self.min), Ordering::Relaxed);
             self.pause_ms
                 .store((pause * 2).clamp(100, MAX_PAUSE_MS), Ordering::Relaxed);
+            self.batches.pressured();
             metrics::counter!("ferry_throttle_backoffs_total").increment(1);
         } else {
-            let next = if elapsed > self.batch_time {
+            if elapsed > self.batch_time {
                 // Sized by time: no single batch holds the index for long.
-                let scaled = size as f64 * self.batch_time.as_secs_f64() / elapsed.as_secs_f64();
-                (scaled as usize).max(self.min)
+                // Fewer in flight first, then smaller.
+                if !self.batches.overran() {
+                    let scaled =
+                        size as f64 * self.batch_time.as_secs_f64() / elapsed.as_secs_f64();
+                    self.size
+                        .store((scaled as usize).max(self.min), Ordering::Relaxed);
+                }
+            } else if size >= self.max {
+                self.batches.quick();
             } else {
-                (size + (self.max / 10).max(1)).min(self.max)
-            };
-            self.size.store(next, Ordering::Relaxed);
+                let next = (size + (self.max / 10).max(1)).min(self.max);
+                self.size.store(next, Ordering::Relaxed);
+            }
             self.pause_ms
                 .store(if pause < 20 { 0 } else { pause / 2 }, Ordering::Relaxed);
         }
@@ -319,6 +345,7 @@ impl Pace {
         // through in one batch time: batches stay frequent, so the limit
         // is steered (and recovers) at every one of them.
         if let Some(rate) = self.budget_rate() {
+            self.batches.single();
             let fits = ((rate * self.batch_time.as_secs_f64()).ceil() as usize).max(self.min);
             let size = self.size.load(Ordering::Relaxed);
             self.size.store(size.min(fits), Ordering::Relaxed);
@@ -381,6 +408,7 @@ impl Pace {
                 .store((rate * 1000.0) as u64, Ordering::Relaxed);
             let size = self.size.load(Ordering::Relaxed);
             self.size.store((size / 2).max(self.min), Ordering::Relaxed);
+            self.batches.single();
             metrics::counter!("ferry_budget_backoffs_total").increment(1);
             self.say(Some(format!(
                 "edit p99 {} ms is {} the {} ms budget: migration at {rate:.0} docs/s",
@@ -428,6 +456,7 @@ impl Pace {
         metrics::gauge!("ferry_edit_latency_p99_seconds").set(secs(|q| q.p99));
         metrics::gauge!("ferry_migration_rate_limit").set(self.limit().unwrap_or(0.0));
         metrics::gauge!("ferry_migration_batch_size").set(self.batch_size() as f64);
+        metrics::gauge!("ferry_migration_batches_in_flight").set(self.batches_in_flight() as f64);
     }
 
     /// When the migration yields to edits: why, in an operator's words.
@@ -440,6 +469,7 @@ impl Pace {
         let q = self.edits.quantiles();
         PaceState {
             batch_size: self.batch_size(),
+            batches_in_flight: self.batches_in_flight(),
             pause_ms: self.pause_ms.load(Ordering::Relaxed),
             max_docs_per_second: Some(self.cap.load(Ordering::Relaxed)).filter(|c| *c > 0),
             worker_docs_per_second: self.share(),
@@ -484,6 +514,28 @@ mod tests {
         );
         t.record(25, MS(400), false);
         assert_eq!(t.batch_size(), 35, "in time: grows by a tenth of the most");
+    }
+
+    #[test]
+    fn quick_full_batches_run_several_at_once_until_edits_need_room() {
+        let t = Pace::new(100, MS(500), Some(MS(300))).with_batches(4);
+        t.record(100, MS(2_000), false);
+        assert_eq!(t.batch_size(), 25);
+        t.record(25, MS(100), false);
+        assert_eq!(t.batches_in_flight(), 1, "not full size yet: grows in size");
+        for _ in 0..20 {
+            t.record(100, MS(100), false);
+        }
+        assert_eq!(t.batches_in_flight(), 4);
+        t.record(100, MS(900), false);
+        assert_eq!(t.batches_in_flight(), 3);
+        assert_eq!(t.batch_size(), 100, "fewer in flight first, not smaller");
+        t.edits.record(MS(290));
+        t.steer();
+        assert_eq!(t.batches_in_flight(), 1, "edits near the budget: one");
+        t.record(100, MS(100), false);
+        assert_eq!(t.batches_in_flight(), 1, "held at one under the limit");
+        assert_eq!(t.state().batches_in_flight, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,9 +1,12 @@
 //! Consuming with strict priority. High-priority deliveries (uploads, edits,
 //! deletes) are started as soon as they arrive, up to the concurrency limit,
-//! one at a time per document id. Migration deliveries are gathered into a
-//! small batch that starts only when no high-priority message is ready —
-//! neither delivered here nor waiting in the broker — and only one batch
-//! runs at a time, so an edit never waits behind more than one short batch.
+//! one at a time per document id. Migration deliveries are gathered into
+//! short batches, each started only when no high-priority message is ready
+//! (neither delivered here nor waiting in the broker). How many batches run
+//! at once is the pace's to say: several while they are quick, one while
+//! edits are near their latency budget, so that an edit then waits behind
+//! at most one short batch. Two batches may hold the same document (a
+//! redelivery): their writes are versioned like any other.
 
 use super::edit_path::{apply, EditError};
 use super::locks::IdLocks;
@@ -32,7 +35,9 @@ pub async fn serve(
     let names = broker.names.clone();
     let tag = format!("ferry-{}", std::process::id());
     let high_prefetch = s.concurrency.clamp(1, u16::MAX as usize) as u16;
-    let low_prefetch = (s.batch_size * 2).clamp(1, u16::MAX as usize) as u16;
+    // Enough for every batch in flight and the next one.
+    let low_prefetch =
+        (s.batch_size * (s.max_batches.max(1) + 1)).clamp(1, u16::MAX as usize) as u16;
     let edits = broker.consume(&names.edits, high_prefetch, &tag).await?;
     let uploads = broker.consume(&names.uploads, high_prefetch, &tag).await?;
     let mut low = broker.consume(&names.migration, low_prefetch, &tag).await?;
@@ -47,10 +52,9 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     let mut pending: Vec<Delivery> = Vec::new();
     let mut pending_since = Instant::now();
-    let mut batch: Option<tokio::task::JoinHandle<()>> = None;
-    // Wakes the loop as soon as a batch ends, so that the next one (its
-    // messages already prefetched) need not wait for the next tick.
-    let batch_done = Arc::new(tokio::sync::Notify::new());
+    // Joined in the loop, so that the next batch (its messages already
+    // prefetched) starts as soon as one ends, not on the next tick.
+    let mut batches = JoinSet::new();
     let mut tick = tokio::time::interval(s.batch_wait.max(std::time::Duration::from_millis(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -67,26 +71,22 @@ pub async fn serve(
                 break Ok(());
             }
         }
-        let idle = batch.as_ref().is_none_or(|b| b.is_finished());
+        let room = batches.len() < ctx.pace.batches_in_flight();
         let ready = !pending.is_empty()
             && (pending.len() >= ctx.pace.batch_size() || pending_since.elapsed() >= s.batch_wait);
-        if idle && ready {
+        if room && ready {
             match broker.high_depth().await {
                 Ok(0) => {
                     let work = std::mem::take(&mut pending);
                     let (ctx, broker, queue) =
                         (ctx.clone(), broker.clone(), names.migration.clone());
-                    let done = batch_done.clone();
-                    batch = Some(tokio::spawn(async move {
-                        run_batch(ctx, broker, queue, work).await;
-                        done.notify_one();
-                    }));
+                    batches.spawn(run_batch(ctx, broker, queue, work));
                 }
                 Ok(_) => {} // High-priority work is waiting: serve it first.
                 Err(e) => break Err(e),
             }
         }
-        let idle = batch.as_ref().is_none_or(|b| b.is_finished());
+        let room = batches.len() < ctx.pace.batches_in_flight();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Ok(()),
@@ -109,8 +109,12 @@ pub async fn serve(
                     drop(permit);
                 });
             }
-            _ = batch_done.notified(), if !idle => {}
-            next = low.next(), if idle && pending.len() < ctx.pace.batch_size() => {
+            Some(joined) = batches.join_next(), if !batches.is_empty() => {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a migration batch panicked; its messages will be redelivered");
+                }
+            }
+            next = low.next(), if room && pending.len() < ctx.pace.batch_size() => {
                 let Some(delivery) = next else { break Err(closed("migration consumer")) };
                 match delivery {
                     Ok(d) => {
@@ -132,9 +136,7 @@ pub async fn serve(
     let deadline = ctx.settings.shutdown_deadline;
     let drain = async {
         while tasks.join_next().await.is_some() {}
-        if let Some(b) = batch {
-            let _ = b.await;
-        }
+        while batches.join_next().await.is_some() {}
     };
     if tokio::time::timeout(deadline, drain).await.is_err() {
         tracing::warn!(
