@@ -6,7 +6,7 @@
 
 use crate::config::Settings;
 use crate::context::Ctx;
-use crate::index::IndexError;
+use crate::index::{IndexClient, IndexError};
 use crate::worker::lease::{self, LeaseHandle};
 use crate::worker::{consume, scanner};
 use std::sync::Arc;
@@ -38,11 +38,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 /// is waited out like any outage. False on shutdown.
 async fn engine_checked(ctx: &Ctx, shutdown: &CancellationToken) -> Result<bool, IndexError> {
     let mut failures = 0;
+    let clusters: Vec<&IndexClient> = std::iter::once(&ctx.index).chain(&ctx.target).collect();
+    let mut checked = 0;
     loop {
-        match ctx.index.flavor().await {
+        match clusters[checked].flavor().await {
             Ok(flavor) => {
-                tracing::info!(engine = %flavor, "index server");
-                return Ok(true);
+                tracing::info!(engine = %flavor, url = %clusters[checked].public_base(), "index server");
+                checked += 1;
+                if checked == clusters.len() {
+                    return Ok(true);
+                }
+                continue;
             }
             Err(e @ IndexError::Engine { .. }) => return Err(e),
             Err(e) => {

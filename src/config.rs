@@ -122,6 +122,38 @@ pub struct Settings {
     #[arg(long, env = "FERRY_INDEX_TIMEOUT", value_parser = duration, default_value = "30s", global = true, help_heading = "Index server")]
     pub index_timeout: Duration,
 
+    /// Index server of the cluster new indices are created on, when a
+    /// migration goes to another cluster; unset: the source cluster.
+    #[arg(
+        long,
+        env = "FERRY_TARGET_INDEX_URL",
+        global = true,
+        help_heading = "Target cluster"
+    )]
+    pub target_index_url: Option<String>,
+    /// Target cluster user name (basic auth), if any.
+    #[arg(
+        long,
+        env = "FERRY_TARGET_INDEX_USERNAME",
+        global = true,
+        help_heading = "Target cluster"
+    )]
+    pub target_index_username: Option<String>,
+    /// Target cluster password (basic auth), if any.
+    #[arg(
+        long,
+        env = "FERRY_TARGET_INDEX_PASSWORD",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true,
+        global = true,
+        help_heading = "Target cluster"
+    )]
+    pub target_index_password: Secret,
+    /// Timeout of one request to the target cluster.
+    #[arg(long, env = "FERRY_TARGET_INDEX_TIMEOUT", value_parser = duration, default_value = "30s", global = true, help_heading = "Target cluster")]
+    pub target_index_timeout: Duration,
+
     /// RabbitMQ URL (amqp:// or amqps://); its password is never printed.
     #[arg(
         long,
@@ -478,6 +510,11 @@ impl Settings {
                 self.index_password.expose().to_string(),
             ),
             ("FERRY_INDEX_TIMEOUT", d(self.index_timeout)),
+            (
+                "FERRY_TARGET_INDEX_PASSWORD",
+                self.target_index_password.expose().to_string(),
+            ),
+            ("FERRY_TARGET_INDEX_TIMEOUT", d(self.target_index_timeout)),
             ("FERRY_AMQP_URL", self.amqp_url.expose().to_string()),
             ("FERRY_QUEUE_PREFIX", self.queue_prefix.clone()),
             ("FERRY_TOPOLOGY", self.topology.clone()),
@@ -527,6 +564,8 @@ impl Settings {
         // would not mean "unset" to the child.
         for (k, val) in [
             ("FERRY_INDEX_USERNAME", &self.index_username),
+            ("FERRY_TARGET_INDEX_URL", &self.target_index_url),
+            ("FERRY_TARGET_INDEX_USERNAME", &self.target_index_username),
             ("FERRY_AWS_ENDPOINT", &self.aws_endpoint),
             ("FERRY_S3_ENDPOINT", &self.s3_endpoint),
             ("FERRY_DYNAMO_ENDPOINT", &self.dynamo_endpoint),

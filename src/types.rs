@@ -96,6 +96,11 @@ impl IndexName {
             .join(", ")
     }
 
+    /// This name with `suffix` (valid characters only) appended.
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        Self(format!("{}{suffix}", self.0))
+    }
+
     /// Validates an index or alias name.
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidValue> {
         let raw = raw.into();

@@ -261,7 +261,7 @@ async fn without_a_migration_an_edit_reaches_only_current() {
         Write::NoAlias
     );
     assert_eq!(
-        write_cas(&env.ctx, &to, id, &p, Mark::Nothing)
+        write_cas(&env.ctx, &env.ctx.index, &to, id, &p, Mark::Nothing)
             .await
             .unwrap(),
         None
@@ -299,10 +299,17 @@ async fn stale_edits_never_overwrite_newer_ones() {
     let migration = Target::Alias(mig.clone());
     let before = doc(&env, cur, id).await.unwrap();
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &stale, Mark::Nothing)
-            .await
-            .unwrap()
-            .map(|c| c.wrote),
+        write_cas(
+            &env.ctx,
+            &env.ctx.index,
+            &current,
+            id,
+            &stale,
+            Mark::Nothing
+        )
+        .await
+        .unwrap()
+        .map(|c| c.wrote),
         Some(false),
         "stale compare-and-set write is skipped"
     );
@@ -320,10 +327,17 @@ async fn stale_edits_never_overwrite_newer_ones() {
         version: v2,
     };
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &stale_delete, Mark::Nothing)
-            .await
-            .unwrap()
-            .map(|c| c.wrote),
+        write_cas(
+            &env.ctx,
+            &env.ctx.index,
+            &current,
+            id,
+            &stale_delete,
+            Mark::Nothing
+        )
+        .await
+        .unwrap()
+        .map(|c| c.wrote),
         Some(false)
     );
     assert_eq!(
@@ -337,10 +351,17 @@ async fn stale_edits_never_overwrite_newer_ones() {
     // Redelivery of the newest projection is idempotent.
     let newest = projection(&env, id).await;
     assert_eq!(
-        write_cas(&env.ctx, &current, id, &newest, Mark::Nothing)
-            .await
-            .unwrap()
-            .map(|c| c.wrote),
+        write_cas(
+            &env.ctx,
+            &env.ctx.index,
+            &current,
+            id,
+            &newest,
+            Mark::Nothing
+        )
+        .await
+        .unwrap()
+        .map(|c| c.wrote),
         Some(false)
     );
     let after = doc(&env, cur, id).await.unwrap();

@@ -19,6 +19,7 @@ use serde_json::json;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/status", get(status))
+        .route("/api/current", get(current))
         .route("/api/worker", get(worker))
         .route("/api/failures", get(failures))
         .route("/api/record", get(record))
@@ -75,6 +76,11 @@ fn ok(v: impl serde::Serialize) -> ApiResult {
 async fn status(State(st): State<AppState>) -> ApiResult {
     let broker = st.broker().await;
     ok(ops::status::status(&st.ctx, broker.as_deref()).await?)
+}
+
+/// Where readers find Current: cluster URL (no credentials), alias, index.
+async fn current(State(st): State<AppState>) -> ApiResult {
+    ok(ops::status::current(&st.ctx).await?)
 }
 
 /// This worker's own view: identity, scan lease, health, throttle.

@@ -81,6 +81,15 @@ pub fn status(json: bool, s: &Status) {
         println!("  INVARIANT BROKEN: {v}");
     }
     println!("engine:     {}", s.engine);
+    if let Some(t) = &s.target {
+        println!("target:     {t}");
+    }
+    println!(
+        "read from:  {} alias {} ({})",
+        s.read_from.url,
+        s.read_from.alias,
+        s.read_from.index.as_deref().unwrap_or("-")
+    );
     println!("current:    {}", IndexName::list(&s.aliases.current));
     println!("migration:  {}", IndexName::list(&s.aliases.migration));
     println!("historical: {}", IndexName::list(&s.aliases.historical));

@@ -11,19 +11,22 @@ pub mod pace;
 pub mod state;
 
 use crate::config::Settings;
-use crate::index::{Aliases, IndexClient, IndexError};
+use crate::index::{AliasState, Aliases, Cluster, IndexClient, IndexError};
 use crate::retry::RetryPolicy;
 use crate::stores::control::Control;
 use crate::stores::Stores;
-use state::StateCache;
+use crate::types::IndexName;
+use state::{StateCache, StateError};
 
 /// Shared, cheap to clone behind an `Arc`.
 #[derive(Debug)]
 pub struct Ctx {
     /// The settings.
     pub settings: Settings,
-    /// The index server.
+    /// The index server (the source cluster).
     pub index: IndexClient,
+    /// The target cluster, when a migration goes to another one.
+    pub target: Option<IndexClient>,
     /// The primary stores.
     pub stores: Stores,
     /// The control table (lease, completion).
@@ -48,6 +51,7 @@ impl Ctx {
     /// Builds the clients from the settings (no network calls yet).
     pub async fn new(settings: Settings) -> Result<Self, IndexError> {
         let index = IndexClient::from_settings(&settings)?;
+        let target = IndexClient::target_from_settings(&settings)?;
         let stores = Stores::from_settings(&settings).await;
         let sdk = crate::stores::aws::dynamo_config(&settings).await;
         let control = Control::new(&sdk, &settings.lease_table, &settings.queue_prefix);
@@ -62,11 +66,13 @@ impl Ctx {
             settings.state_ttl,
             settings.rollback_window,
             settings.clock_margin,
-        );
+        )
+        .with_target(target.clone());
         Ok(Self {
             policy: settings.retry_policy(),
             settings,
             index,
+            target,
             stores,
             control,
             aliases,
@@ -95,11 +101,52 @@ impl Ctx {
         })
     }
 
+    /// The client of the cluster `cluster` (the target is the source when
+    /// no target cluster is configured).
+    pub fn on(&self, cluster: Cluster) -> &IndexClient {
+        match (cluster, &self.target) {
+            (Cluster::Target, Some(t)) => t,
+            _ => &self.index,
+        }
+    }
+
+    /// The client of the cluster `index` lives on, from the cached view
+    /// (the source when no target cluster is configured).
+    pub async fn client_of(&self, index: &IndexName) -> Result<&IndexClient, StateError> {
+        if self.target.is_none() {
+            return Ok(&self.index);
+        }
+        let st = self
+            .state
+            .get(&self.index, &self.aliases, &self.control)
+            .await?;
+        Ok(self.on(st.aliases.cluster_of(index)))
+    }
+
+    /// The cluster new indices are created on.
+    pub fn target_cluster(&self) -> Cluster {
+        match self.target {
+            Some(_) => Cluster::Target,
+            None => Cluster::Source,
+        }
+    }
+
+    /// Reads the aliases of both clusters (one when no target is
+    /// configured) as one view, uncached.
+    pub async fn alias_state(&self) -> Result<AliasState, IndexError> {
+        read_aliases(&self.index, self.target.as_ref(), &self.aliases).await
+    }
+
     /// Checks the index, S3 and DynamoDB once; the problems found.
     pub async fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(e) = self.index.ping().await {
             problems.push(format!("index: {e}"));
+        }
+        if let Some(t) = &self.target {
+            if let Err(e) = t.ping().await {
+                problems.push(format!("target index: {e}"));
+            }
         }
         if let Err(e) = self.stores.originals.ping().await {
             problems.push(format!("s3: {e}"));
@@ -108,5 +155,21 @@ impl Ctx {
             problems.push(format!("dynamodb: {e}"));
         }
         problems
+    }
+}
+
+/// The aliases of `source` and, if any, `target`, read in parallel and
+/// merged into one view.
+pub async fn read_aliases(
+    source: &IndexClient,
+    target: Option<&IndexClient>,
+    names: &Aliases,
+) -> Result<AliasState, IndexError> {
+    match target {
+        None => source.alias_state(names).await,
+        Some(t) => {
+            let (s, t) = tokio::try_join!(source.alias_state(names), t.alias_state(names))?;
+            Ok(AliasState::merge(s, t))
+        }
     }
 }

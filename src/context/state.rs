@@ -23,13 +23,22 @@ pub enum StateError {
     /// edits must still reach the Historical index: never guessed.
     #[error("cannot read the completion record (needed to know whether the rollback window is open): {0}")]
     Completion(#[from] StoreError),
+    /// A migration goes to a cluster this worker is not configured with:
+    /// it cannot write the migration index, so it writes nothing.
+    #[error("a migration to another cluster is running (the {marker} alias is on {current}) and this worker has no FERRY_TARGET_INDEX_URL; set it like the other workers' and restart")]
+    TargetUnknown {
+        /// The marker alias.
+        marker: String,
+        /// The index carrying it.
+        current: String,
+    },
 }
 
 impl Transient for StateError {
     fn is_transient(&self) -> bool {
         match self {
             StateError::Index(e) => e.is_transient(),
-            StateError::Completion(_) => true,
+            StateError::Completion(_) | StateError::TargetUnknown { .. } => true,
         }
     }
 }
@@ -78,12 +87,13 @@ impl Snapshot {
 
     /// The concrete indices a reader may use now and that every edit must
     /// therefore reach: Migration (it becomes Current at the switch),
-    /// Current, and Historical while a rollback may bring it back.
+    /// Current (on each cluster, after a completion across clusters), and
+    /// Historical while a rollback may bring it back.
     pub fn readable(&self) -> Vec<IndexName> {
         let mut out: Vec<IndexName> = self.migration().into_iter().collect();
-        out.extend(self.aliases.current_index());
+        out.extend(self.aliases.current_indices());
         if self.historical_writes() {
-            out.extend(self.aliases.historical_index());
+            out.extend(self.aliases.historical_index().filter(|h| !out.contains(h)));
         }
         out
     }
@@ -95,6 +105,8 @@ pub struct StateCache {
     ttl: Duration,
     rollback_window: Duration,
     clock_margin: Duration,
+    /// The target cluster, read beside the source.
+    target: Option<IndexClient>,
     cached: Mutex<Option<Arc<Snapshot>>>,
 }
 
@@ -105,8 +117,15 @@ impl StateCache {
             ttl,
             rollback_window,
             clock_margin,
+            target: None,
             cached: Mutex::new(None),
         }
+    }
+
+    /// The same cache, reading `target`'s aliases too.
+    pub fn with_target(mut self, target: Option<IndexClient>) -> Self {
+        self.target = target;
+        self
     }
 
     /// The state, re-read if older than the TTL.
@@ -150,7 +169,15 @@ impl StateCache {
         control: &Control,
     ) -> Result<Arc<Snapshot>, StateError> {
         let read_at = Instant::now();
-        let aliases = index.alias_state(names).await?;
+        let aliases = super::read_aliases(index, self.target.as_ref(), names).await?;
+        if self.target.is_none() {
+            if let Some(current) = aliases.elsewhere.first() {
+                return Err(StateError::TargetUnknown {
+                    marker: names.elsewhere().to_string(),
+                    current: current.to_string(),
+                });
+            }
+        }
         let completion = if aliases.historical.is_empty() {
             None
         } else {

@@ -2,12 +2,13 @@
 //! and changing it with one atomic `_aliases` request.
 
 use super::client::{Body, IndexClient, IndexError};
+use super::cluster::Cluster;
 use crate::config::Settings;
 use crate::types::IndexName;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The configured alias names.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,14 @@ pub struct Aliases {
 }
 
 impl Aliases {
+    /// The marker alias `start` puts on the source's Current index when the
+    /// migration goes to another cluster, so that a worker configured
+    /// without that cluster sees it in the same read and refuses edits
+    /// rather than skip the migration index it cannot see.
+    pub fn elsewhere(&self) -> IndexName {
+        self.migration.with_suffix("_ELSEWHERE")
+    }
+
     /// The names from the settings.
     pub fn from_settings(s: &Settings) -> Self {
         Self {
@@ -50,6 +59,17 @@ pub struct AliasState {
     pub paused: Vec<IndexName>,
     /// Indices with the preview alias.
     pub preview: Vec<IndexName>,
+    /// Indices with the marker alias that says a migration goes to another
+    /// cluster (see [`Aliases::elsewhere`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<IndexName>,
+    /// The indices above that live on the target cluster (none on one
+    /// cluster).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub on_target: BTreeSet<IndexName>,
+    /// Index names that carry aliases on both clusters (a violation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_both: Vec<IndexName>,
 }
 
 /// A flag an operator sets on the migration index by putting an alias on
@@ -103,9 +123,89 @@ pub enum Phase {
 }
 
 impl AliasState {
-    /// The one index behind the Current alias, if the state is healthy.
+    /// The view over two clusters: each alias's indices on either, and
+    /// which of them live on the target.
+    pub fn merge(source: AliasState, target: AliasState) -> AliasState {
+        let join = |mut a: Vec<IndexName>, b: Vec<IndexName>| {
+            a.extend(b);
+            a.sort();
+            a
+        };
+        let on_target: BTreeSet<IndexName> = target.all().cloned().collect();
+        let on_both = source
+            .all()
+            .filter(|i| on_target.contains(*i))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        AliasState {
+            current: join(source.current, target.current),
+            migration: join(source.migration, target.migration),
+            historical: join(source.historical, target.historical),
+            paused: join(source.paused, target.paused),
+            preview: join(source.preview, target.preview),
+            elsewhere: join(source.elsewhere, target.elsewhere),
+            on_target,
+            on_both,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &IndexName> {
+        [
+            &self.current,
+            &self.migration,
+            &self.historical,
+            &self.paused,
+            &self.preview,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The cluster `index` lives on.
+    pub fn cluster_of(&self, index: &IndexName) -> Cluster {
+        if self.on_target.contains(index) {
+            Cluster::Target
+        } else {
+            Cluster::Source
+        }
+    }
+
+    /// After a completion across clusters, the old index keeps Current on
+    /// its cluster (and carries Historical) until readers have moved:
+    /// (old, new).
+    fn handed_over(&self) -> Option<(&IndexName, &IndexName)> {
+        let [a, b] = &self.current[..] else {
+            return None;
+        };
+        if self.cluster_of(a) == self.cluster_of(b) {
+            return None;
+        }
+        match (self.historical.contains(a), self.historical.contains(b)) {
+            (true, false) => Some((a, b)),
+            (false, true) => Some((b, a)),
+            _ => None,
+        }
+    }
+
+    /// The one index behind the Current alias, if the state is healthy:
+    /// the primary one, which the scanner reads and which carries the
+    /// outcome records. After a completion across clusters, the new one.
     pub fn current_index(&self) -> Option<IndexName> {
-        one(&self.current)
+        match self.handed_over() {
+            Some((_, new)) => Some(new.clone()),
+            None => one(&self.current),
+        }
+    }
+
+    /// Every index behind a Current alias, the primary one first: more
+    /// than one only after a completion across clusters.
+    pub fn current_indices(&self) -> Vec<IndexName> {
+        match self.handed_over() {
+            Some((old, new)) => vec![new.clone(), old.clone()],
+            None => self.current.clone(),
+        }
     }
 
     /// The migration target, if a migration is in progress.
@@ -136,8 +236,10 @@ impl AliasState {
     /// Every broken invariant, spelled out for an operator.
     pub fn violations(&self, names: &Aliases) -> Vec<String> {
         let mut v = Vec::new();
+        let handed_over = self.handed_over();
         match self.current.len() {
             1 => {}
+            2 if handed_over.is_some() => {}
             0 => v.push(format!(
                 "no index carries the {} alias; exactly one must",
                 names.current
@@ -168,12 +270,17 @@ impl AliasState {
                     names.current, names.migration
                 ));
             }
-            if self.historical.contains(i) {
+            if self.historical.contains(i) && handed_over.is_none_or(|(old, _)| old != i) {
                 v.push(format!(
                     "index {i} carries both {} and {}",
                     names.current, names.historical
                 ));
             }
+        }
+        for i in &self.on_both {
+            v.push(format!(
+                "index {i} carries ferry's aliases on both clusters; rename or remove one"
+            ));
         }
         for flag in [Flag::Paused, Flag::Preview] {
             let alias = flag.alias(names);
@@ -268,6 +375,8 @@ impl IndexClient {
             historical: take(&names.historical)?,
             paused: take(&names.paused)?,
             preview: take(&names.preview)?,
+            elsewhere: take(&names.elsewhere())?,
+            ..Default::default()
         })
     }
 

@@ -202,6 +202,33 @@ impl IndexClient {
         )
     }
 
+    /// A client for the target cluster, if the settings name one.
+    pub fn target_from_settings(s: &crate::config::Settings) -> Result<Option<Self>, IndexError> {
+        s.target_index_url
+            .as_deref()
+            .map(|url| {
+                Self::new(
+                    url,
+                    s.target_index_username.clone(),
+                    s.target_index_password.clone(),
+                    s.target_index_timeout,
+                )
+            })
+            .transpose()
+    }
+
+    /// The base URL without any credentials in it, for readers and pages.
+    pub fn public_base(&self) -> String {
+        match reqwest::Url::parse(&self.base) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.as_str().trim_end_matches('/').to_string()
+            }
+            Err(_) => self.base.clone(),
+        }
+    }
+
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base

@@ -4,6 +4,7 @@
 pub mod aliases;
 pub mod bulk;
 pub mod client;
+pub mod cluster;
 pub mod docs;
 pub mod flavor;
 pub mod mapping;
@@ -13,5 +14,6 @@ pub mod scan;
 pub use aliases::{AliasState, Aliases};
 pub use bulk::{BulkItem, BulkOp};
 pub use client::{IndexClient, IndexError, Target};
+pub use cluster::Cluster;
 pub use docs::{Landed, Lookup, StoredDoc, Write};
 pub use mapping::{read_mapping, MappingError};

@@ -110,6 +110,8 @@ pub fn keep_tombstones(mapping: &mut Value, min: std::time::Duration) -> Result<
 pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     // Refuses an engine ferry does not support, before anything changes.
     ctx.index.flavor().await?;
+    let on_target = ctx.on(ctx.target_cluster());
+    on_target.flavor().await?;
     let st = healthy_state(ctx).await?;
     if let Some(m) = st.migration_index() {
         return Err(OpsError::Refused(format!(
@@ -125,17 +127,35 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
         "migratedTo": { "type": "keyword" },
         "failures": { "properties": { target.as_str(): { "type": "keyword", "ignore_above": 1024 } } }
     }}}}}});
-    ctx.index.put_mapping(&current, &outcome_fields).await?;
-    ctx.index.create_index(&target, &mapping).await?;
-    ctx.index
+    let on_current = ctx.on(st.cluster_of(&current));
+    on_current.put_mapping(&current, &outcome_fields).await?;
+    on_target.create_index(&target, &mapping).await?;
+    let across = st.cluster_of(&current) != ctx.target_cluster();
+    if across {
+        // Before the Migration alias exists anywhere: from here on a worker
+        // configured without the target cluster refuses edits instead of
+        // skipping an index it cannot see.
+        on_current
+            .update_aliases(&[AliasAction::Add {
+                index: current.clone(),
+                alias: ctx.aliases.elsewhere(),
+            }])
+            .await?;
+    }
+    on_target
         .update_aliases(&[AliasAction::Add {
             index: target.clone(),
             alias: ctx.aliases.migration.clone(),
         }])
         .await?;
-    tracing::info!(target = %target, source = %current, "migration started");
+    tracing::info!(target = %target, source = %current, across, "migration started");
+    let place = if across {
+        format!(" on {}", on_target.base())
+    } else {
+        String::new()
+    };
     Ok(changed(
-        format!("started a migration from {current} into {target}"),
+        format!("started a migration from {current} into {target}{place}"),
         "workers now queue and migrate every document; watch with `ferry status --watch`",
         &target,
     ))
@@ -157,7 +177,9 @@ async fn toggle(ctx: &Ctx, flag: Flag, on: bool, next: &str) -> Result<Changed, 
     } else {
         AliasAction::Remove { index, alias }
     };
-    ctx.index.update_aliases(&[action]).await?;
+    ctx.on(st.cluster_of(&target))
+        .update_aliases(&[action])
+        .await?;
     tracing::info!(target = %target, what, on, "migration state changed");
     Ok(changed(
         format!("the migration into {target} is now {not}{what}"),
@@ -213,7 +235,8 @@ pub async fn progress(
     current: &IndexName,
     target: &IndexName,
 ) -> Result<Progress, OpsError> {
-    ctx.index.refresh(current).await?;
+    let on = ctx.client_of(current).await?;
+    on.refresh(current).await?;
     // One request, so that every count comes from the same view of the
     // index: counted one after the other, a document whose outcome is
     // recorded between two counts (to_go -> failed) is in neither, and
@@ -228,7 +251,7 @@ pub async fn progress(
             "to_go": records::unmigrated(target),
         }}}}
     });
-    let reply = ctx.index.search(current, body).await?;
+    let reply = on.search(current, body).await?;
     let count = |pointer: &str| {
         reply
             .pointer(pointer)
@@ -274,6 +297,11 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     let st = healthy_state(ctx).await?;
     let target = need_migration(&st, ctx)?;
     let current = need_current(&st)?;
+    if st.cluster_of(&current) != st.cluster_of(&target) {
+        return Err(OpsError::Refused(format!(
+            "{target} is on another cluster than {current}: completion across clusters is not built yet (see docs/design.md, \"Migrating to another cluster\"); abandon, or keep the migration running"
+        )));
+    }
     let p = progress(ctx, &current, &target).await?;
     match &gate {
         Gate::Checked { verify_sample } => {
@@ -377,9 +405,20 @@ pub async fn abandon(ctx: &Ctx, delete_index: bool) -> Result<Changed, OpsError>
             });
         }
     }
-    ctx.index.update_aliases(&actions).await?;
+    let on = ctx.on(st.cluster_of(&target));
+    on.update_aliases(&actions).await?;
+    // The marker goes last: until the Migration alias is gone, a worker
+    // without the target cluster must go on refusing edits.
+    for marked in &st.elsewhere {
+        ctx.on(st.cluster_of(marked))
+            .update_aliases(&[AliasAction::Remove {
+                index: marked.clone(),
+                alias: a.elsewhere(),
+            }])
+            .await?;
+    }
     if delete_index {
-        ctx.index.delete_index(&target).await?;
+        on.delete_index(&target).await?;
     }
     tracing::warn!(target = %target, delete_index, "migration abandoned");
     Ok(changed(

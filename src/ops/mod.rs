@@ -65,6 +65,7 @@ impl From<crate::context::state::StateError> for OpsError {
         match e {
             StateError::Index(e) => e.into(),
             StateError::Completion(e) => e.into(),
+            e @ StateError::TargetUnknown { .. } => OpsError::Invalid(e.to_string()),
         }
     }
 }
@@ -72,7 +73,7 @@ impl From<crate::context::state::StateError> for OpsError {
 /// Reads the state fresh and refuses if it breaks an invariant.
 pub async fn healthy_state(ctx: &Ctx) -> Result<AliasState, OpsError> {
     ctx.state.invalidate().await;
-    let st = ctx.index.alias_state(&ctx.aliases).await?;
+    let st = ctx.alias_state().await?;
     let v = st.violations(&ctx.aliases);
     if !v.is_empty() {
         return Err(OpsError::Refused(format!(

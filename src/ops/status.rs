@@ -5,6 +5,7 @@ use super::lifecycle::{progress, Progress};
 use super::OpsError;
 use crate::context::Ctx;
 use crate::index::aliases::{AliasState, Phase};
+use crate::index::Cluster;
 use crate::queue::Broker;
 use crate::stores::control::{LeaseHolder, SCAN_LEASE};
 use serde::Serialize;
@@ -20,6 +21,34 @@ pub struct Depths {
     pub dead_letters: u32,
 }
 
+/// Where readers find Current: what `GET /api/current` serves.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadFrom {
+    /// The cluster's URL, without credentials.
+    pub url: String,
+    /// The alias to search.
+    pub alias: String,
+    /// The index behind it now (None while the aliases are broken).
+    pub index: Option<String>,
+}
+
+/// Where readers find Current in the view `st`: the primary Current's
+/// cluster.
+pub fn read_from(ctx: &Ctx, st: &AliasState) -> ReadFrom {
+    let index = st.current_index();
+    let cluster = index.as_ref().map_or(Cluster::Source, |i| st.cluster_of(i));
+    ReadFrom {
+        url: ctx.on(cluster).public_base(),
+        alias: ctx.aliases.current.to_string(),
+        index: index.map(|i| i.to_string()),
+    }
+}
+
+/// Reads where readers find Current now.
+pub async fn current(ctx: &Ctx) -> Result<ReadFrom, OpsError> {
+    Ok(read_from(ctx, &ctx.alias_state().await?))
+}
+
 /// Everything `status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -28,6 +57,10 @@ pub struct Status {
     /// The engine and version answering (`OpenSearch 2.19.1`), or why it
     /// is not known or not supported.
     pub engine: String,
+    /// The target cluster and its engine, when one is configured.
+    pub target: Option<String>,
+    /// Where readers find Current.
+    pub read_from: ReadFrom,
     /// The preview alias is on the migration index.
     pub preview: bool,
     /// Invariant violations, spelled out.
@@ -70,7 +103,14 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         Ok(flavor) => flavor.to_string(),
         Err(e) => e.to_string(),
     };
-    let aliases = ctx.index.alias_state(&ctx.aliases).await?;
+    let target = match &ctx.target {
+        Some(t) => Some(match t.flavor().await {
+            Ok(flavor) => format!("{} ({flavor})", t.public_base()),
+            Err(e) => format!("{} ({e})", t.public_base()),
+        }),
+        None => None,
+    };
+    let aliases = ctx.alias_state().await?;
     let violations = aliases.violations(&ctx.aliases);
     let phase = aliases.phase(&ctx.aliases);
     let progress = match (aliases.current_index(), aliases.migration_index()) {
@@ -105,6 +145,8 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
     };
     Ok(Status {
         engine,
+        target,
+        read_from: read_from(ctx, &aliases),
         yielding,
         rate_per_second,
         eta_seconds,

@@ -60,7 +60,9 @@ pub async fn verify(ctx: &Ctx, scope: Scope) -> Result<Report, OpsError> {
         Some(m) => (m, Some(current)),
         None => (current, None),
     };
-    ctx.index.refresh(&target).await?;
+    // Either may live on another cluster than the other.
+    let on_target = ctx.on(st.cluster_of(&target));
+    on_target.refresh(&target).await?;
     let mut report = Report {
         target: target.to_string(),
         source: source.as_ref().map(|s| s.to_string()),
@@ -70,14 +72,15 @@ pub async fn verify(ctx: &Ctx, scope: Scope) -> Result<Report, OpsError> {
     };
     // Which ids to check: those in the source (or target) index.
     let origin = source.clone().unwrap_or_else(|| target.clone());
-    ctx.index.refresh(&origin).await?;
+    let on_origin = ctx.on(st.cluster_of(&origin));
+    on_origin.refresh(&origin).await?;
     let origin_docs = match scope {
-        Scope::All => all_docs(&ctx.index, &origin, ctx.settings.scan_page).await?,
-        Scope::Sample(n) => sample_docs(ctx, &origin, n).await?,
+        Scope::All => all_docs(on_origin, &origin, ctx.settings.scan_page).await?,
+        Scope::Sample(n) => sample_docs(ctx, on_origin, &origin, n).await?,
     };
     for chunk in origin_docs.chunks(ctx.settings.scan_page.max(1)) {
         let ids: Vec<DocId> = chunk.iter().map(|d| d.id.clone()).collect();
-        let stored = ctx.index.mget(&target, &ids).await?;
+        let stored = on_target.mget(&target, &ids).await?;
         let projected = ctx.stores.project_many(&ids).await?;
         for ((id, p), origin_doc) in projected.into_iter().zip(chunk) {
             let in_target = stored.iter().find(|d| d.id == id);
@@ -95,7 +98,7 @@ pub async fn verify(ctx: &Ctx, scope: Scope) -> Result<Report, OpsError> {
     }
     if let (Scope::All, Some(_)) = (scope, &source) {
         let want: BTreeSet<DocId> = origin_docs.iter().map(|d| d.id.clone()).collect();
-        for doc in all_docs(&ctx.index, &target, ctx.settings.scan_page).await? {
+        for doc in all_docs(on_target, &target, ctx.settings.scan_page).await? {
             if !want.contains(&doc.id) {
                 report.differences.push(Difference {
                     id: doc.id,
@@ -187,9 +190,13 @@ async fn all_docs(
 
 /// About `n` documents spread evenly over the index (every k-th of a scan
 /// that reads ids only, so memory stays small).
-async fn sample_docs(ctx: &Ctx, index: &IndexName, n: usize) -> Result<Vec<StoredDoc>, OpsError> {
-    let total = ctx
-        .index
+async fn sample_docs(
+    ctx: &Ctx,
+    on: &IndexClient,
+    index: &IndexName,
+    n: usize,
+) -> Result<Vec<StoredDoc>, OpsError> {
+    let total = on
         .count(index, serde_json::json!({ "match_all": {} }))
         .await? as usize;
     let step = (total / n.max(1)).max(1);
@@ -200,7 +207,7 @@ async fn sample_docs(ctx: &Ctx, index: &IndexName, n: usize) -> Result<Vec<Store
     };
     let mut out = Vec::with_capacity(n);
     let mut seen = 0usize;
-    let mut pages = std::pin::pin!(ctx.index.scan(index, request));
+    let mut pages = std::pin::pin!(on.scan(index, request));
     while let Some(page) = pages.try_next().await? {
         for d in page {
             if seen.is_multiple_of(step) && out.len() < n {

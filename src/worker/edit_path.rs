@@ -17,7 +17,7 @@ use super::laps::Laps;
 use crate::context::state::{Snapshot, StateError};
 use crate::context::Ctx;
 use crate::index::records;
-use crate::index::{IndexError, StoredDoc, Target, Write};
+use crate::index::{IndexClient, IndexError, StoredDoc, Target, Write};
 use crate::queue::DocMessage;
 use crate::retry::Transient;
 use crate::stores::{Projection, ProjectionError, StoreError};
@@ -177,17 +177,17 @@ impl Edit<'_> {
         let migration = state
             .migration()
             .filter(|_| !crate::fault::active("skip-dual-write"));
+        let cluster = |i: &IndexName| ctx.on(state.aliases.cluster_of(i));
         if let Some(target) = migration.filter(|t| !self.covered.contains(t)) {
-            self.migration(&target).await?;
+            self.migration(cluster(&target), &target).await?;
         }
         laps.lap("migration");
 
-        let current_covered = state
-            .aliases
-            .current_index()
-            .is_some_and(|c| self.covered.contains(&c));
-        if current_covered {
-            self.remark().await?;
+        let currents = state.aliases.current_indices();
+        // Unknown in a stale view: the alias is resolved at write time.
+        let on_current = currents.first().map_or(&ctx.index, cluster);
+        if currents.first().is_some_and(|c| self.covered.contains(c)) {
+            self.remark(on_current).await?;
         } else {
             let current = Target::Alias(ctx.aliases.current.clone());
             let mark = match (&self.migrated, &self.rejected) {
@@ -195,7 +195,7 @@ impl Edit<'_> {
                 (None, Some((t, why))) => Mark::Failed(t, why),
                 (None, None) => Mark::Nothing,
             };
-            let done = write_cas(ctx, &current, self.id, self.projection, mark)
+            let done = write_cas(ctx, on_current, &current, self.id, self.projection, mark)
                 .await?
                 .ok_or(EditError::NoCurrent)?;
             self.applied.current |= done.wrote;
@@ -203,20 +203,35 @@ impl Edit<'_> {
             // Unwritten (already as new), its record is unknown here.
             self.current_mark = self.migrated.clone().filter(|_| done.wrote);
             self.covered.insert(done.index);
-            self.remark().await?;
+            self.remark(on_current).await?;
         }
         laps.lap("current");
 
-        let historical = state.aliases.historical_index();
-        if historical.is_some_and(|h| state.historical_writes() && !self.covered.contains(&h)) {
-            let to = Target::Alias(ctx.aliases.historical.clone());
-            // Historical's records are about the index that replaced it:
-            // this document is in Current, so it counts as migrated there.
+        // Historical, and after a completion across clusters the old index,
+        // which keeps Current on its cluster until readers have moved. Their
+        // records are about the index that replaced them: this document is
+        // in Current, so it counts as migrated there.
+        let historical = state
+            .aliases
+            .historical_index()
+            .filter(|_| state.historical_writes())
+            .map(|h| (h, &ctx.aliases.historical));
+        let old_currents = currents
+            .iter()
+            .skip(1)
+            .map(|c| (c.clone(), &ctx.aliases.current));
+        for (index, alias) in old_currents.chain(historical) {
+            if self.covered.contains(&index) {
+                continue;
+            }
+            let to = Target::Alias(alias.clone());
             let mark = self
                 .current
                 .as_ref()
                 .map_or(Mark::Nothing, Mark::MigratedTo);
-            if let Some(done) = write_cas(ctx, &to, self.id, self.projection, mark).await? {
+            if let Some(done) =
+                write_cas(ctx, cluster(&index), &to, self.id, self.projection, mark).await?
+            {
                 self.applied.historical |= done.wrote;
                 self.covered.insert(done.index);
             }
@@ -230,7 +245,7 @@ impl Edit<'_> {
     /// covered in an earlier round, before the aliases showed the
     /// migration), so the scanner need not queue the document again. Only
     /// while Current still holds this edit's version.
-    async fn remark(&mut self) -> Result<(), EditError> {
+    async fn remark(&mut self, on: &IndexClient) -> Result<(), EditError> {
         let (Some(target), Some(_)) = (&self.migrated, &self.current) else {
             return Ok(());
         };
@@ -239,7 +254,7 @@ impl Edit<'_> {
         }
         let ctx = self.ctx;
         let current = &ctx.aliases.current;
-        let found = ctx.index.lookup(current, self.id).await?;
+        let found = on.lookup(current, self.id).await?;
         let version = self.projection.version().get();
         let unmarked = |d: &StoredDoc| {
             d.version() == version
@@ -249,8 +264,7 @@ impl Edit<'_> {
             let to = Target::Alias(current.clone());
             let seen = Some(doc.seq_term());
             // A conflict means a newer edit wrote it and leaves its own record.
-            ctx.index
-                .update_partial(&to, self.id, &records::success(target), seen)
+            on.update_partial(&to, self.id, &records::success(target), seen)
                 .await?;
         }
         self.current_mark = Some(target.clone());
@@ -258,16 +272,12 @@ impl Edit<'_> {
     }
 
     /// Writes the Migration index with an external version.
-    async fn migration(&mut self, target: &IndexName) -> Result<(), EditError> {
+    async fn migration(&mut self, on: &IndexClient, target: &IndexName) -> Result<(), EditError> {
         let ctx = self.ctx;
         let to = Target::Alias(ctx.aliases.migration.clone());
         let landed = match self.projection {
             Projection::Document(d) => {
-                match ctx
-                    .index
-                    .put_external(&to, self.id, d.version, &d.to_json())
-                    .await
-                {
+                match on.put_external(&to, self.id, d.version, &d.to_json()).await {
                     Ok(l) => l,
                     Err(e) if !e.is_transient() => {
                         // The new mapping refuses the document. Current still
@@ -284,7 +294,7 @@ impl Edit<'_> {
                 }
             }
             Projection::Deleted { version, .. } => {
-                ctx.index.delete_external(&to, self.id, *version).await?
+                on.delete_external(&to, self.id, *version).await?
             }
         };
         let index = match landed.write {
@@ -293,7 +303,7 @@ impl Edit<'_> {
             // has been Current (before a rollback), compare-and-set writes
             // and outcome records raised `_version` above the content
             // version. Compare the stored content version instead.
-            Write::Stale => write_cas(ctx, &to, self.id, self.projection, Mark::Nothing)
+            Write::Stale => write_cas(ctx, on, &to, self.id, self.projection, Mark::Nothing)
                 .await?
                 .map(|done| done.index),
             // The alias moved (completion, abandon): the fresh check after
@@ -340,10 +350,12 @@ pub struct Cas {
     pub wrote: bool,
 }
 
-/// Writes `projection` into the index behind `to` unless that index already
-/// holds this version or a newer one. `Ok(None)` when the alias is missing.
+/// Writes `projection` into the index behind `to` on the cluster `on`
+/// unless that index already holds this version or a newer one. `Ok(None)`
+/// when the alias is missing.
 pub async fn write_cas(
     ctx: &Ctx,
+    on: &IndexClient,
     to: &Target,
     id: &DocId,
     projection: &Projection,
@@ -351,7 +363,7 @@ pub async fn write_cas(
 ) -> Result<Option<Cas>, EditError> {
     let version = projection.version().get();
     for _ in 0..CAS_ATTEMPTS {
-        let found = match ctx.index.lookup(to.name(), id).await {
+        let found = match on.lookup(to.name(), id).await {
             Ok(s) => s,
             Err(e) if e.is_missing_index() => return Ok(None),
             Err(e) if e.kind() == Some("invalid_index_name_exception") => return Ok(None),
@@ -377,11 +389,11 @@ pub async fn write_cas(
         let landed = match projection {
             Projection::Document(d) => {
                 let body = with_outcome(d.to_json(), stored.as_ref(), mark);
-                ctx.index.put_cas(to, id, seen, &body).await?
+                on.put_cas(to, id, seen, &body).await?
             }
             Projection::Deleted { .. } => match seen {
                 None => return as_new(read_from),
-                Some(seen) => ctx.index.delete_cas(to, id, seen).await?,
+                Some(seen) => on.delete_cas(to, id, seen).await?,
             },
         };
         match landed.write {

@@ -13,7 +13,7 @@
 use super::edit_path::{apply, EditError};
 use crate::context::Ctx;
 use crate::index::records;
-use crate::index::{BulkItem, BulkOp, IndexError, StoredDoc, Target, Write};
+use crate::index::{BulkItem, BulkOp, Cluster, IndexClient, IndexError, StoredDoc, Target, Write};
 use crate::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use crate::retry::{retry, Transient};
 use crate::types::{DocId, SeqTerm};
@@ -77,13 +77,20 @@ async fn process_inner(
         report.dropped = batch.len();
         return Ok(());
     };
+    // The migration index may live on another cluster; the outcome records
+    // live on Current's.
+    let on_target = ctx.on(state.aliases.cluster_of(&target));
+    let on_current = ctx.on(state
+        .aliases
+        .current_index()
+        .map_or(Cluster::Source, |c| state.aliases.cluster_of(&c)));
     let ids: Vec<DocId> = batch
         .iter()
         .filter(|m| m.target == target)
         .map(|m| m.id.clone())
         .collect();
     let current: HashMap<DocId, StoredDoc> = retry(&ctx.policy, "mget Current", || async {
-        let r = ctx.index.mget(&ctx.aliases.current, &ids).await;
+        let r = on_current.mget(&ctx.aliases.current, &ids).await;
         if r.as_ref().is_err_and(|e| e.is_transient()) {
             pressure(ctx);
         }
@@ -139,8 +146,8 @@ async fn process_inner(
         write_pos.push((pos, seen));
     }
 
-    let results = bulk_with_retry(ctx, &writes).await?;
-    let mut racing = behind_on_409(ctx, batch, &write_pos, &results).await?;
+    let results = bulk_with_retry(ctx, on_target, &writes).await?;
+    let mut racing = behind_on_409(ctx, on_target, batch, &write_pos, &results).await?;
     racing.extend(moved_on(ctx, batch, &write_pos, &results).await?);
     let racing_at: Vec<(usize, DocId)> = results
         .iter()
@@ -190,7 +197,7 @@ async fn process_inner(
     // Conflicts (changed since the scan) and missing documents (deleted
     // meanwhile) are fine: the edit path wrote those, and records never
     // create documents.
-    for item in bulk_with_retry(ctx, &outcomes).await? {
+    for item in bulk_with_retry(ctx, on_current, &outcomes).await? {
         if let Err(e) = item.result {
             tracing::warn!(id = %item.id, error = %e, "could not record the migration outcome; the next pass retries");
         }
@@ -248,6 +255,7 @@ fn answered<'a>(
 /// holds an older content version than the message (one `_mget`).
 async fn behind_on_409(
     ctx: &Ctx,
+    on: &IndexClient,
     batch: &[MigrateMessage],
     write_pos: &[(usize, Option<SeqTerm>)],
     results: &[BulkItem],
@@ -258,7 +266,7 @@ async fn behind_on_409(
     }
     let ids: Vec<DocId> = stale.iter().map(|m| m.id.clone()).collect();
     let stored: HashMap<DocId, u64> = retry(&ctx.policy, "mget Migration", || {
-        ctx.index.mget(&ctx.aliases.migration, &ids)
+        on.mget(&ctx.aliases.migration, &ids)
     })
     .await?
     .into_iter()
@@ -319,7 +327,11 @@ fn pressure(ctx: &Ctx) {
 
 /// Sends a bulk request, retrying transient failures of the request and of
 /// single items within the budget; returns one result per op, in order.
-async fn bulk_with_retry(ctx: &Ctx, ops: &[BulkOp]) -> Result<Vec<BulkItem>, IndexError> {
+async fn bulk_with_retry(
+    ctx: &Ctx,
+    on: &IndexClient,
+    ops: &[BulkOp],
+) -> Result<Vec<BulkItem>, IndexError> {
     let mut results: Vec<Option<BulkItem>> = (0..ops.len()).map(|_| None).collect();
     let mut todo: Vec<usize> = (0..ops.len()).collect();
     let started = std::time::Instant::now();
@@ -327,7 +339,7 @@ async fn bulk_with_retry(ctx: &Ctx, ops: &[BulkOp]) -> Result<Vec<BulkItem>, Ind
     while !todo.is_empty() {
         let batch: Vec<BulkOp> = todo.iter().map(|&i| ops[i].clone()).collect();
         let items = retry(&ctx.policy, "bulk", || async {
-            let r = ctx.index.bulk(&batch).await;
+            let r = on.bulk(&batch).await;
             if r.as_ref().is_err_and(|e| e.is_transient()) {
                 pressure(ctx);
             }

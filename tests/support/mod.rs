@@ -124,6 +124,20 @@ impl TestEnv {
         }
     }
 
+    /// A fresh environment whose migrations go to another cluster: the
+    /// second index server of the local stack (`FERRY_SECOND_INDEX_URL`).
+    pub async fn across(tag: &str) -> TestEnv {
+        let mut env = TestEnv::new(tag).await;
+        let second = env_or(
+            "FERRY_SECOND_INDEX_URL",
+            "http://127.0.0.1:9201".to_string(),
+        );
+        env.settings.target_index_url = Some(second);
+        env.settings.target_index_timeout = Duration::from_secs(120);
+        env.ctx = Ctx::new(env.settings.clone()).await.expect("clients");
+        env
+    }
+
     /// The index behind this environment's Current alias.
     pub async fn current_index(&self) -> IndexName {
         let st = self.ctx.index.alias_state(&self.ctx.aliases).await;
@@ -164,10 +178,12 @@ impl TestEnv {
     /// concurrency, which test workers have always left at their defaults
     /// (tests such as `faults.rs` set credentials only in the parent).
     pub fn env(&self) -> Vec<(String, String)> {
-        const LEFT_AT_DEFAULT: [&str; 4] = [
+        const LEFT_AT_DEFAULT: [&str; 6] = [
             "FERRY_INDEX_USERNAME",
             "FERRY_INDEX_PASSWORD",
             "FERRY_INDEX_TIMEOUT",
+            "FERRY_TARGET_INDEX_PASSWORD",
+            "FERRY_TARGET_INDEX_TIMEOUT",
             "FERRY_STORE_CONCURRENCY",
         ];
         self.settings

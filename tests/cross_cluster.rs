@@ -1,0 +1,130 @@
+//! A migration to another cluster (`FERRY_TARGET_INDEX_URL`), on the two
+//! index servers of the local stack: `start` creates the new index on the
+//! target and marks the source; a worker configured without the target
+//! refuses edits; edits reach both clusters; the migration path writes the
+//! target and records outcomes on the source; verify compares across;
+//! completion across clusters is refused (not built yet); abandon leaves
+//! neither cluster changed.
+
+mod support;
+
+use ferry::context::Ctx;
+use ferry::index::{Cluster, IndexClient};
+use ferry::ops::verify::{self, Scope};
+use ferry::queue::{DocKind, DocMessage};
+use ferry::retry::Transient;
+use ferry::seed::pipeline::Pipeline;
+use ferry::types::{DocId, IndexName};
+use ferry::worker::edit_path::apply;
+use std::time::Duration;
+use support::docs::progress;
+use support::{eventually, TestEnv};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// The stored version of `id` in `index` on the cluster `on`.
+async fn version_on(on: &IndexClient, index: &IndexName, id: &DocId) -> Option<u64> {
+    on.get(index, id)
+        .await
+        .expect("read a document")
+        .map(|d| d.version())
+}
+
+#[tokio::test]
+async fn a_migration_to_another_cluster_runs_on_both_and_is_abandoned_cleanly() {
+    let env = TestEnv::across("xc").await;
+    let ids = env.seed(200, 0).await;
+    let current = env.current_index().await;
+    let second = env.ctx.target.clone().expect("a target cluster");
+
+    let (code, out, err) = env.cli(&["start"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&second.public_base()), "says where: {out}");
+    let st = env
+        .ctx
+        .alias_state()
+        .await
+        .expect("aliases of both clusters");
+    let target = st.migration_index().expect("a migration index");
+    assert_eq!(st.cluster_of(&target), Cluster::Target);
+    assert_eq!(st.cluster_of(&current), Cluster::Source);
+    assert!(
+        second.exists(&target).await.expect("exists"),
+        "on the target"
+    );
+    assert!(!env.ctx.index.exists(&target).await.expect("exists"));
+    assert_eq!(st.elsewhere, vec![current.clone()], "the source is marked");
+    assert!(st.violations(&env.ctx.aliases).is_empty(), "{st:?}");
+
+    // A worker configured without the target cluster cannot write the
+    // migration index: it refuses edits (retried, never acked) instead.
+    let mut alone = env.settings.clone();
+    alone.target_index_url = None;
+    let alone = Ctx::new(alone).await.expect("clients");
+    let msg = DocMessage {
+        kind: DocKind::Edit,
+        id: ids[0].clone(),
+        version: None,
+    };
+    let refused = apply(&alone, &msg).await.expect_err("refused");
+    assert!(refused.is_transient(), "retried, not dead-lettered");
+    assert!(
+        refused.to_string().contains("FERRY_TARGET_INDEX_URL"),
+        "{refused}"
+    );
+
+    // Edits and deletes during the migration reach both clusters.
+    let broker = env.broker().await;
+    let _worker = env.spawn_worker();
+    let pipeline = Pipeline::new(&env.ctx, &broker, 5);
+    let (edited, deleted) = (&ids[3], &ids[4]);
+    let v = pipeline
+        .edit(edited)
+        .await
+        .expect("edit")
+        .expect("live")
+        .get();
+    pipeline.delete(deleted).await.expect("delete");
+    eventually(LONG, "the edit on both clusters", || async {
+        let there = version_on(&second, &target, edited).await == Some(v);
+        let here = version_on(&env.ctx.index, &current, edited).await == Some(v);
+        (there && here).then_some(())
+    })
+    .await;
+
+    // The migration path fills the target; outcomes land on the source.
+    let p = eventually(LONG, "every document has an outcome", || async {
+        let p = progress(&env, &current, &target).await;
+        (p.to_go == 0).then_some(p)
+    })
+    .await;
+    assert_eq!((p.total, p.migrated, p.failed), (199, 199, 0), "{p:?}");
+    assert_eq!(version_on(&second, &target, deleted).await, None);
+    assert_eq!(version_on(&env.ctx.index, &current, deleted).await, None);
+    let report = verify::verify(&env.ctx, Scope::All).await.expect("verify");
+    assert_eq!(report.compared, 199, "{report:?}");
+    assert!(report.differences.is_empty(), "{report:?}");
+
+    let (code, out, err) = env.cli(&["status"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("target:     {}", second.public_base())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("read from:  {}", env.ctx.index.public_base())),
+        "{out}"
+    );
+
+    let (code, out, err) = env.cli(&["complete"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("another cluster"), "{err}");
+
+    let (code, out, err) = env.cli(&["abandon", "--delete-index"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!second.exists(&target).await.expect("exists"), "deleted");
+    let st = env.ctx.alias_state().await.expect("aliases");
+    assert!(st.elsewhere.is_empty() && st.migration.is_empty(), "{st:?}");
+    // With the marker gone, a worker without the target may edit again.
+    apply(&alone, &msg).await.expect("applied");
+}
