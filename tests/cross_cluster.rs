@@ -3,8 +3,8 @@
 //! target and marks the source; a worker configured without the target
 //! refuses edits; edits reach both clusters; the migration path writes the
 //! target and records outcomes on the source; verify compares across;
-//! completion across clusters is refused (not built yet); abandon leaves
-//! neither cluster changed.
+//! abandon leaves neither cluster changed; completion leaves the old index
+//! Current on its cluster, getting every edit, and rollback switches back.
 
 mod support;
 
@@ -116,10 +116,6 @@ async fn a_migration_to_another_cluster_runs_on_both_and_is_abandoned_cleanly() 
         "{out}"
     );
 
-    let (code, out, err) = env.cli(&["complete"]).await;
-    assert_ne!(code, 0, "{out}");
-    assert!(err.contains("another cluster"), "{err}");
-
     let (code, out, err) = env.cli(&["abandon", "--delete-index"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(!second.exists(&target).await.expect("exists"), "deleted");
@@ -127,4 +123,124 @@ async fn a_migration_to_another_cluster_runs_on_both_and_is_abandoned_cleanly() 
     assert!(st.elsewhere.is_empty() && st.migration.is_empty(), "{st:?}");
     // With the marker gone, a worker without the target may edit again.
     apply(&alone, &msg).await.expect("applied");
+}
+
+#[tokio::test]
+async fn completion_and_rollback_across_clusters_keep_both_clusters_current() {
+    let env = TestEnv::across("xr").await;
+    let ids = env.seed(120, 0).await;
+    let current = env.current_index().await;
+    let second = env.ctx.target.clone().expect("a target cluster");
+    let (code, out, err) = env.cli(&["start"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let target = env
+        .ctx
+        .alias_state()
+        .await
+        .expect("aliases")
+        .migration_index()
+        .expect("migrating");
+    let broker = env.broker().await;
+    let _worker = env.spawn_worker();
+    eventually(LONG, "every document has an outcome", || async {
+        (progress(&env, &current, &target).await.to_go == 0).then_some(())
+    })
+    .await;
+
+    let (code, out, err) = env.cli(&["complete"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("until readers have moved"), "{out}");
+    let st = env.ctx.alias_state().await.expect("aliases");
+    assert!(st.violations(&env.ctx.aliases).is_empty(), "{st:?}");
+    assert_eq!(st.current_indices(), vec![target.clone(), current.clone()]);
+    let read = ferry::ops::status::current(&env.ctx)
+        .await
+        .expect("current");
+    assert_eq!(
+        read.url,
+        second.public_base(),
+        "readers are sent to the target"
+    );
+    assert_eq!(read.index.as_deref(), Some(target.as_str()));
+
+    // Readers of either cluster see every edit: the old index keeps Current.
+    let pipeline = Pipeline::new(&env.ctx, &broker, 9);
+    let both = |id: DocId, v: u64, new: IndexName, old: IndexName| {
+        let (env, second) = (&env, &second);
+        async move {
+            eventually(LONG, &format!("{id} v{v} on both clusters"), || async {
+                let there = version_on(second, &new, &id).await == Some(v);
+                let here = version_on(&env.ctx.index, &old, &id).await == Some(v);
+                (there && here).then_some(())
+            })
+            .await
+        }
+    };
+    let v = pipeline
+        .edit(&ids[1])
+        .await
+        .expect("edit")
+        .expect("live")
+        .get();
+    both(ids[1].clone(), v, target.clone(), current.clone()).await;
+
+    // Rollback: the source's index is the only Current again, the target's
+    // the paused migration index, and edits still reach both.
+    let (code, out, err) = env.cli(&["rollback"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let st = env.ctx.alias_state().await.expect("aliases");
+    assert!(st.violations(&env.ctx.aliases).is_empty(), "{st:?}");
+    assert_eq!(st.current_indices(), vec![current.clone()]);
+    assert_eq!(st.migration_index(), Some(target.clone()));
+    assert!(st.is_paused() && st.historical.is_empty(), "{st:?}");
+    let read = ferry::ops::status::current(&env.ctx)
+        .await
+        .expect("current");
+    assert_eq!(read.url, env.ctx.index.public_base(), "readers go back");
+    let v = pipeline
+        .edit(&ids[2])
+        .await
+        .expect("edit")
+        .expect("live")
+        .get();
+    both(ids[2].clone(), v, target.clone(), current.clone()).await;
+
+    // And forward again.
+    let (code, out, err) = env.cli(&["resume"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = env.cli(&["complete"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let report = verify::verify(&env.ctx, Scope::All).await.expect("verify");
+    assert!(report.differences.is_empty(), "{report:?}");
+    assert_eq!(report.target, target.as_str());
+
+    // A new migration waits until readers have left the old cluster.
+    let (code, _, err) = env.cli(&["start"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("retire-source"), "{err}");
+    let (code, out, err) = env.cli(&["retire-source"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let st = env.ctx.alias_state().await.expect("aliases");
+    assert!(st.violations(&env.ctx.aliases).is_empty(), "{st:?}");
+    assert_eq!(st.current, vec![target.clone()]);
+    assert!(
+        st.historical.is_empty() && st.elsewhere.is_empty(),
+        "{st:?}"
+    );
+    let v = pipeline
+        .edit(&ids[5])
+        .await
+        .expect("edit")
+        .expect("live")
+        .get();
+    let old = version_on(&env.ctx.index, &current, &ids[5]).await;
+    eventually(LONG, "the edit on the target only", || async {
+        (version_on(&second, &target, &ids[5]).await == Some(v)).then_some(())
+    })
+    .await;
+    assert_ne!(version_on(&env.ctx.index, &current, &ids[5]).await, Some(v));
+    assert_eq!(version_on(&env.ctx.index, &current, &ids[5]).await, old);
+    let (code, out, err) = env.cli(&["rollback"]).await;
+    assert_ne!(code, 0, "no rollback after retiring: {out}");
+    assert!(!err.is_empty());
 }

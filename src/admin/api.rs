@@ -30,6 +30,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/preview", post(|s, a| simple(s, a, Op::Preview)))
         .route("/api/unpreview", post(|s, a| simple(s, a, Op::Unpreview)))
         .route("/api/rollback", post(|s, a| simple(s, a, Op::Rollback)))
+        .route(
+            "/api/retire-source",
+            post(|s, a| simple(s, a, Op::RetireSource)),
+        )
         .route("/api/complete", post(complete))
         .route("/api/abandon", post(abandon))
         .route("/api/queue", post(queue))
@@ -158,6 +162,7 @@ enum Op {
     Preview,
     Unpreview,
     Rollback,
+    RetireSource,
 }
 
 async fn simple(State(st): State<AppState>, _: Authorized, op: Op) -> ApiResult {
@@ -168,6 +173,7 @@ async fn simple(State(st): State<AppState>, _: Authorized, op: Op) -> ApiResult 
         Op::Preview => ops::lifecycle::preview(ctx).await?,
         Op::Unpreview => ops::lifecycle::unpreview(ctx).await?,
         Op::Rollback => ops::lifecycle::rollback(ctx).await?,
+        Op::RetireSource => ops::across::retire_source(ctx).await?,
     };
     ok(done)
 }

@@ -1,5 +1,6 @@
 //! `start`, `pause`, `resume`, `preview`, `unpreview`, `complete`,
-//! `abandon`, `rollback`: the migration's life, one alias change each.
+//! `abandon`, `rollback`, `retire-source`: the migration's life, one alias
+//! change each.
 
 use super::{done, output, Outcome};
 use ferry::context::Ctx;
@@ -72,6 +73,11 @@ pub async fn unpreview(ctx: &Ctx, json: bool) -> Outcome {
 
 pub async fn rollback(ctx: &Ctx, json: bool) -> Outcome {
     output::changed(json, &lifecycle::rollback(ctx).await?);
+    done()
+}
+
+pub async fn retire_source(ctx: &Ctx, json: bool) -> Outcome {
+    output::changed(json, &ferry::ops::across::retire_source(ctx).await?);
     done()
 }
 

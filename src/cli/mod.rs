@@ -70,6 +70,9 @@ pub enum Command {
     Abandon(lifecycle::AbandonArgs),
     /// Switch back to the Historical index, within the rollback window.
     Rollback,
+    /// After a completion across clusters, once readers use the new
+    /// cluster: stop edits reaching the old index (ends rollback).
+    RetireSource,
     /// Queue documents for migration by hand (works while paused).
     Queue(documents::QueueArgs),
     /// Look up failure records: grouped by message, a paged list, one id.
@@ -169,6 +172,7 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
         Preview => lifecycle::preview(ctx, json).await,
         Unpreview => lifecycle::unpreview(ctx, json).await,
         Rollback => lifecycle::rollback(ctx, json).await,
+        RetireSource => lifecycle::retire_source(ctx, json).await,
     }
 }
 

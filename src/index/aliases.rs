@@ -172,28 +172,31 @@ impl AliasState {
         }
     }
 
-    /// After a completion across clusters, the old index keeps Current on
-    /// its cluster (and carries Historical) until readers have moved:
-    /// (old, new).
+    /// During and after a completion across clusters (and during a
+    /// rollback of one), the old index keeps Current on its cluster and
+    /// carries Historical, while the new one, on the other cluster, carries
+    /// Migration or Current: (old, new).
     fn handed_over(&self) -> Option<(&IndexName, &IndexName)> {
-        let [a, b] = &self.current[..] else {
-            return None;
-        };
-        if self.cluster_of(a) == self.cluster_of(b) {
-            return None;
-        }
-        match (self.historical.contains(a), self.historical.contains(b)) {
-            (true, false) => Some((a, b)),
-            (false, true) => Some((b, a)),
-            _ => None,
-        }
+        let old = self.current.iter().find(|c| self.historical.contains(c))?;
+        let new = self
+            .current
+            .iter()
+            .chain(&self.migration)
+            .find(|i| self.cluster_of(i) != self.cluster_of(old))?;
+        Some((old, new))
+    }
+
+    /// After a completion across clusters: (old, new), both Current.
+    pub fn both_current(&self) -> Option<(&IndexName, &IndexName)> {
+        self.handed_over()
+            .filter(|(_, new)| self.current.contains(new) && self.current.len() == 2)
     }
 
     /// The one index behind the Current alias, if the state is healthy:
     /// the primary one, which the scanner reads and which carries the
     /// outcome records. After a completion across clusters, the new one.
     pub fn current_index(&self) -> Option<IndexName> {
-        match self.handed_over() {
+        match self.both_current() {
             Some((_, new)) => Some(new.clone()),
             None => one(&self.current),
         }
@@ -202,7 +205,7 @@ impl AliasState {
     /// Every index behind a Current alias, the primary one first: more
     /// than one only after a completion across clusters.
     pub fn current_indices(&self) -> Vec<IndexName> {
-        match self.handed_over() {
+        match self.both_current() {
             Some((old, new)) => vec![new.clone(), old.clone()],
             None => self.current.clone(),
         }
@@ -239,7 +242,7 @@ impl AliasState {
         let handed_over = self.handed_over();
         match self.current.len() {
             1 => {}
-            2 if handed_over.is_some() => {}
+            2 if self.both_current().is_some() => {}
             0 => v.push(format!(
                 "no index carries the {} alias; exactly one must",
                 names.current
@@ -326,6 +329,13 @@ pub enum AliasAction {
 }
 
 impl AliasAction {
+    /// The index the action changes.
+    pub fn index(&self) -> &IndexName {
+        match self {
+            AliasAction::Add { index, .. } | AliasAction::Remove { index, .. } => index,
+        }
+    }
+
     fn to_json(&self) -> Value {
         match self {
             AliasAction::Add { index, alias } => {
@@ -420,6 +430,51 @@ mod tests {
         assert_eq!(st.phase(&names()), Phase::InProgress);
         st.paused = s(&["b"]);
         assert_eq!(st.phase(&names()), Phase::Paused);
+    }
+
+    #[test]
+    fn two_clusters_merge_into_one_view_through_a_completion_and_back() {
+        let src = |current: &[&str], historical: &[&str]| AliasState {
+            current: s(current),
+            historical: s(historical),
+            elsewhere: s(&["old"]),
+            ..Default::default()
+        };
+        let tgt = |current: &[&str], migration: &[&str]| AliasState {
+            current: s(current),
+            migration: s(migration),
+            ..Default::default()
+        };
+        // Migrating: Current on the source, Migration on the target.
+        let st = AliasState::merge(src(&["old"], &[]), tgt(&[], &["new"]));
+        assert_eq!(st.cluster_of(&s(&["new"])[0]), Cluster::Target);
+        assert_eq!(st.cluster_of(&s(&["old"])[0]), Cluster::Source);
+        assert_eq!(st.current_index(), Some(s(&["old"])[0].clone()));
+        assert_eq!(st.phase(&names()), Phase::InProgress);
+        // Completion, step one (source): old is also Historical; still
+        // the only Current, and not a broken state.
+        let st = AliasState::merge(src(&["old"], &["old"]), tgt(&[], &["new"]));
+        assert!(st.violations(&names()).is_empty(), "{st:?}");
+        assert_eq!(st.current_indices(), s(&["old"]));
+        // Step two (target): both Current, the new one first.
+        let st = AliasState::merge(src(&["old"], &["old"]), tgt(&["new"], &[]));
+        assert!(st.violations(&names()).is_empty(), "{st:?}");
+        assert_eq!(st.current_index(), Some(s(&["new"])[0].clone()));
+        assert_eq!(st.current_indices(), s(&["new", "old"]));
+        assert_eq!(st.phase(&names()), Phase::Idle);
+        // Two Currents on one cluster stay broken, and so does a name on both.
+        let one = AliasState {
+            current: s(&["a", "b"]),
+            historical: s(&["a"]),
+            ..Default::default()
+        };
+        assert!(!one.violations(&names()).is_empty());
+        assert_eq!(one.current_index(), None);
+        let both = AliasState::merge(src(&["old"], &[]), tgt(&[], &["old"]));
+        assert!(both
+            .violations(&names())
+            .iter()
+            .any(|v| v.contains("both clusters")));
     }
 
     #[test]

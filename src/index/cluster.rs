@@ -13,3 +13,13 @@ pub enum Cluster {
     /// `FERRY_TARGET_INDEX_URL`: where a migration to another cluster goes.
     Target,
 }
+
+impl Cluster {
+    /// The other one.
+    pub fn other(self) -> Cluster {
+        match self {
+            Cluster::Source => Cluster::Target,
+            Cluster::Target => Cluster::Source,
+        }
+    }
+}

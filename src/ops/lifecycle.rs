@@ -22,7 +22,7 @@ pub struct Changed {
     pub index: String,
 }
 
-fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
+pub(super) fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
     Changed {
         done,
         next: next.to_string(),
@@ -116,6 +116,12 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     if let Some(m) = st.migration_index() {
         return Err(OpsError::Refused(format!(
             "a migration into {m} is already in progress; complete it (`ferry complete`) or abandon it (`ferry abandon`) first"
+        )));
+    }
+    if let Some((old, _)) = st.both_current() {
+        return Err(OpsError::Refused(format!(
+            "readers may still use {old} on {} (the last completion was across clusters); once they have moved, `ferry retire-source`, then start",
+            ctx.on(st.cluster_of(old)).public_base()
         )));
     }
     let current = need_current(&st)?;
@@ -297,11 +303,7 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     let st = healthy_state(ctx).await?;
     let target = need_migration(&st, ctx)?;
     let current = need_current(&st)?;
-    if st.cluster_of(&current) != st.cluster_of(&target) {
-        return Err(OpsError::Refused(format!(
-            "{target} is on another cluster than {current}: completion across clusters is not built yet (see docs/design.md, \"Migrating to another cluster\"); abandon, or keep the migration running"
-        )));
-    }
+    let across = st.cluster_of(&current) != st.cluster_of(&target);
     let p = progress(ctx, &current, &target).await?;
     match &gate {
         Gate::Checked { verify_sample } => {
@@ -336,11 +338,16 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
         })
         .await?;
     let a = &ctx.aliases;
-    let mut actions = vec![
-        AliasAction::Remove {
+    let mut actions = Vec::new();
+    // Across clusters the old index keeps Current (readers move over at
+    // their own pace) and goes on getting every edit.
+    if !across {
+        actions.push(AliasAction::Remove {
             index: current.clone(),
             alias: a.current.clone(),
-        },
+        });
+    }
+    actions.extend([
         AliasAction::Add {
             index: target.clone(),
             alias: a.current.clone(),
@@ -353,7 +360,7 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
             index: current.clone(),
             alias: a.historical.clone(),
         },
-    ];
+    ]);
     for old in &st.historical {
         actions.push(AliasAction::Remove {
             index: old.clone(),
@@ -368,10 +375,14 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
             });
         }
     }
-    ctx.index.update_aliases(&actions).await?;
-    tracing::info!(from = %current, to = %target, "migration completed");
+    super::across::update_in_order(ctx, &st, actions, st.cluster_of(&current)).await?;
+    tracing::info!(from = %current, to = %target, across, "migration completed");
     let window = humantime::format_duration(ctx.settings.rollback_window);
-    let mut next = format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it");
+    let mut next = if across {
+        format!("{current} keeps Current on {} and gets every edit until readers have moved to {} (`GET /api/current`); `ferry rollback` switches back within the rollback window ({window})", ctx.on(st.cluster_of(&current)).public_base(), ctx.on(st.cluster_of(&target)).public_base())
+    } else {
+        format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it")
+    };
     // The gate and the switch are two requests: a document the new mapping
     // refuses, edited in between, was recorded as failed after the gate
     // passed, and is stale in the new Current. Said while rollback can undo it.
@@ -470,30 +481,32 @@ pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
         )));
     }
     let a = &ctx.aliases;
-    ctx.index
-        .update_aliases(&[
-            AliasAction::Remove {
-                index: current.clone(),
-                alias: a.current.clone(),
-            },
-            AliasAction::Add {
-                index: historical.clone(),
-                alias: a.current.clone(),
-            },
-            AliasAction::Remove {
-                index: historical.clone(),
-                alias: a.historical.clone(),
-            },
-            AliasAction::Add {
-                index: current.clone(),
-                alias: a.migration.clone(),
-            },
-            AliasAction::Add {
-                index: current.clone(),
-                alias: a.paused.clone(),
-            },
-        ])
-        .await?;
+    let mut actions = vec![AliasAction::Remove {
+        index: current.clone(),
+        alias: a.current.clone(),
+    }];
+    // Across clusters the old index never lost Current.
+    if !st.current.contains(&historical) {
+        actions.push(AliasAction::Add {
+            index: historical.clone(),
+            alias: a.current.clone(),
+        });
+    }
+    actions.extend([
+        AliasAction::Remove {
+            index: historical.clone(),
+            alias: a.historical.clone(),
+        },
+        AliasAction::Add {
+            index: current.clone(),
+            alias: a.migration.clone(),
+        },
+        AliasAction::Add {
+            index: current.clone(),
+            alias: a.paused.clone(),
+        },
+    ]);
+    super::across::update_in_order(ctx, &st, actions, st.cluster_of(&current)).await?;
     ctx.control.clear_completion().await?;
     tracing::warn!(from = %current, to = %historical, "rolled back");
     Ok(changed(

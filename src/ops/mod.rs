@@ -2,6 +2,7 @@
 //! Each returns a typed, serializable report; refusals say why and what to
 //! do next.
 
+pub mod across;
 pub mod failures;
 pub mod input;
 pub mod lifecycle;
