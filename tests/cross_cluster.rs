@@ -2,9 +2,10 @@
 //! index servers of the local stack: `start` creates the new index on the
 //! target and marks the source; a worker configured without the target
 //! refuses edits; edits reach both clusters; the migration path writes the
-//! target and records outcomes on the source; verify compares across;
-//! abandon leaves neither cluster changed; completion leaves the old index
-//! Current on its cluster, getting every edit, and rollback switches back.
+//! target and records outcomes on the source; verify compares across; a
+//! target that goes away is waited out; abandon leaves neither cluster
+//! changed; completion leaves the old index Current on its cluster, getting
+//! every edit until `retire-source`, and rollback switches back.
 
 mod support;
 
@@ -18,6 +19,7 @@ use ferry::types::{DocId, IndexName};
 use ferry::worker::edit_path::apply;
 use std::time::Duration;
 use support::docs::progress;
+use support::proxy::{Mode, Proxy};
 use support::{eventually, TestEnv};
 
 const LONG: Duration = Duration::from_secs(180);
@@ -243,4 +245,70 @@ async fn completion_and_rollback_across_clusters_keep_both_clusters_current() {
     let (code, out, err) = env.cli(&["rollback"]).await;
     assert_ne!(code, 0, "no rollback after retiring: {out}");
     assert!(!err.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_cluster_that_goes_away_is_waited_out() {
+    let mut env = TestEnv::across("xo").await;
+    let ids = env.seed(200, 0).await;
+    let current = env.current_index().await;
+    let second = env.ctx.target.clone().expect("a target cluster");
+    // Workers and the CLI reach the target through the proxy; this test
+    // reads it directly.
+    let url = env.settings.target_index_url.clone().expect("target url");
+    let proxy = Proxy::before(&url).await;
+    env.settings.target_index_url = Some(proxy.url.clone());
+    let (code, out, err) = env.cli(&["start"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let target = env
+        .ctx
+        .alias_state()
+        .await
+        .expect("aliases")
+        .migration_index()
+        .expect("migrating");
+    let _worker = env.spawn_worker();
+    eventually(LONG, "the migration under way", || async {
+        (progress(&env, &current, &target).await.migrated > 0).then_some(())
+    })
+    .await;
+
+    proxy.set(Mode::Cut);
+    let broker = env.broker().await;
+    let pipeline = Pipeline::new(&env.ctx, &broker, 6);
+    let mut edited = Vec::new();
+    for id in &ids[..5] {
+        edited.push((
+            id,
+            pipeline.edit(id).await.expect("edit").expect("live").get(),
+        ));
+    }
+    // Longer than the retry budget (5 s in tests): messages wait.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let dead = broker
+        .depth(&broker.names.dead_letters)
+        .await
+        .expect("depth");
+    assert_eq!(dead, 0, "dead-lettered during the target's outage");
+    proxy.set(Mode::Pass);
+
+    for (id, v) in edited {
+        eventually(LONG, "an edit made during the outage", || async {
+            (version_on(&second, &target, id).await == Some(v)).then_some(())
+        })
+        .await;
+    }
+    let p = eventually(LONG, "every document has an outcome", || async {
+        let p = progress(&env, &current, &target).await;
+        (p.to_go == 0).then_some(p)
+    })
+    .await;
+    assert_eq!(p.failed, 0, "{p:?}");
+    let report = verify::verify(&env.ctx, Scope::All).await.expect("verify");
+    assert!(report.differences.is_empty(), "{report:?}");
+    let dead = broker
+        .depth(&broker.names.dead_letters)
+        .await
+        .expect("depth");
+    assert_eq!(dead, 0);
 }
