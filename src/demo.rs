@@ -28,6 +28,10 @@ pub struct DemoReport {
     pub source: String,
     /// The index migrated into (Current at the end).
     pub target: String,
+    /// The source cluster's URL (no credentials).
+    pub source_cluster: String,
+    /// The target cluster's URL: another one when the demo ran across.
+    pub target_cluster: String,
     /// Documents seeded.
     pub documents: usize,
     /// Migrated by the scanner/processor path.
@@ -153,6 +157,8 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
         run,
         source: seeded.current,
         target: started.index,
+        source_cluster: ctx.index.public_base(),
+        target_cluster: ctx.on(ctx.target_cluster()).public_base(),
         documents: seeded.documents,
         migrated,
         failed: failures.total,

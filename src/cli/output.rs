@@ -258,7 +258,14 @@ pub fn demo(json: bool, r: &DemoReport) {
         return json_out(r);
     }
     println!("\n== ferry demo {} ==", r.run);
-    println!("migrated {} -> {}", r.source, r.target);
+    if r.source_cluster == r.target_cluster {
+        println!("migrated {} -> {}", r.source, r.target);
+    } else {
+        println!(
+            "migrated {} on {} -> {} on {}",
+            r.source, r.source_cluster, r.target, r.target_cluster
+        );
+    }
     println!("documents:      {}", r.documents);
     println!("migrated:       {}", r.migrated);
     println!("failed:         {}", r.failed);
