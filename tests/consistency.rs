@@ -18,6 +18,11 @@
 //! migration messages. The checker compares Current and Historical with
 //! the stores after the queues drained (no ready, no unacked) twice.
 //!
+//! Seeds 31 to 33 (one of each kind) run with every migration going to
+//! another cluster (`Plan::across`): the checker then compares every
+//! Current on either cluster, and a second migration first retires the
+//! old cluster's index.
+//!
 //! `infra/soak.sh` runs as many more seeds as asked. A failing seed prints
 //! itself, its schedule and the history of every bad document; replay it
 //! with `FERRY_SEED=<n> cargo test --test consistency seeds_1_to_5`.
@@ -31,8 +36,12 @@ use harness::Kind;
 const CI_SEEDS: std::ops::RangeInclusive<u64> = 1..=30;
 
 async fn seeds(base: u64) {
-    for seed in harness::seeds(base, 5) {
-        let plan = harness::Plan::ci(seed);
+    seeds_of(base, 5, harness::Plan::ci).await;
+}
+
+async fn seeds_of(base: u64, count: u64, plan_of: fn(u64) -> harness::Plan) {
+    for seed in harness::seeds(base, count) {
+        let plan = plan_of(seed);
         let started = std::time::Instant::now();
         let out = harness::run(plan.clone()).await;
         if std::env::var_os("FERRY_HARNESS_REPORT").is_some() {
@@ -119,6 +128,13 @@ async fn seeds_21_to_25() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seeds_26_to_30() {
     seeds(26).await;
+}
+
+/// One seed of each kind (plain, second, rollback) with every migration
+/// going to another cluster (the stack's second index server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seeds_31_to_33_across_clusters() {
+    seeds_of(31, 3, harness::Plan::across).await;
 }
 
 /// The soak: `FERRY_SOAK_MINUTES` of seeds from `FERRY_SOAK_FROM` (see

@@ -393,7 +393,11 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
         next = format!("WARNING: {late} documents failed between the check and the switch and are stale in {target} (`ferry failures --historical`); fix them and `ferry rollback`, or retry them. {next}");
     }
     Ok(changed(
-        format!("{target} is now Current; {current} is Historical"),
+        if across {
+            format!("{target} is now Current; {current} is Historical and stays Current on its cluster until `ferry retire-source`")
+        } else {
+            format!("{target} is now Current; {current} is Historical")
+        },
         &next,
         &target,
     ))

@@ -104,6 +104,7 @@ pub async fn apply(ctx: &Ctx, msg: &DocMessage) -> Result<Applied, EditError> {
         rejected: None,
         current: None,
         current_mark: None,
+        named: BTreeSet::new(),
         applied: Applied::default(),
     };
     let mut state = ctx
@@ -167,6 +168,9 @@ struct Edit<'a> {
     current: Option<IndexName>,
     /// The migration index Current's record names, as this edit left it.
     current_mark: Option<IndexName>,
+    /// Old Currents (after a completion across clusters) whose record
+    /// names the new Current, as this edit left them.
+    named: BTreeSet<IndexName>,
     applied: Applied,
 }
 
@@ -221,10 +225,19 @@ impl Edit<'_> {
             .skip(1)
             .map(|c| (c.clone(), &ctx.aliases.current));
         for (index, alias) in old_currents.chain(historical) {
+            let to = Target::Alias(alias.clone());
             if self.covered.contains(&index) {
+                // An old Current written in an earlier round, as the only
+                // Current then: its record must name the index that
+                // replaced it, or a rollback would queue it again.
+                if let Some(new) = self.current.clone().filter(|_| currents.contains(&index)) {
+                    if self.named.insert(index.clone()) {
+                        let version = self.projection.version().get();
+                        mark_migrated(cluster(&index), &to, self.id, version, &new).await?;
+                    }
+                }
                 continue;
             }
-            let to = Target::Alias(alias.clone());
             let mark = self
                 .current
                 .as_ref()
@@ -233,6 +246,9 @@ impl Edit<'_> {
                 write_cas(ctx, cluster(&index), &to, self.id, self.projection, mark).await?
             {
                 self.applied.historical |= done.wrote;
+                if self.current.is_some() {
+                    self.named.insert(done.index.clone());
+                }
                 self.covered.insert(done.index);
             }
         }
@@ -252,21 +268,9 @@ impl Edit<'_> {
         if self.current_mark.as_ref() == Some(target) {
             return Ok(());
         }
-        let ctx = self.ctx;
-        let current = &ctx.aliases.current;
-        let found = on.lookup(current, self.id).await?;
+        let to = Target::Alias(self.ctx.aliases.current.clone());
         let version = self.projection.version().get();
-        let unmarked = |d: &StoredDoc| {
-            d.version() == version
-                && records::outcome_of(&d.source, target) != records::Outcome::Migrated
-        };
-        if let Some(doc) = found.doc.filter(unmarked) {
-            let to = Target::Alias(current.clone());
-            let seen = Some(doc.seq_term());
-            // A conflict means a newer edit wrote it and leaves its own record.
-            on.update_partial(&to, self.id, &records::success(target), seen)
-                .await?;
-        }
+        mark_migrated(on, &to, self.id, version, target).await?;
         self.current_mark = Some(target.clone());
         Ok(())
     }
@@ -318,6 +322,29 @@ impl Edit<'_> {
         }
         Ok(())
     }
+}
+
+/// Records on the document behind `to` that it is migrated to `target`,
+/// if it still holds `version` and no such record yet.
+async fn mark_migrated(
+    on: &IndexClient,
+    to: &Target,
+    id: &DocId,
+    version: u64,
+    target: &IndexName,
+) -> Result<(), EditError> {
+    let found = on.lookup(to.name(), id).await?;
+    let unmarked = |d: &StoredDoc| {
+        d.version() == version
+            && records::outcome_of(&d.source, target) != records::Outcome::Migrated
+    };
+    if let Some(doc) = found.doc.filter(unmarked) {
+        let seen = Some(doc.seq_term());
+        // A conflict means a newer edit wrote it and leaves its own record.
+        on.update_partial(to, id, &records::success(target), seen)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The version the stores hold now (a missing item counts as version 0).

@@ -14,6 +14,7 @@
 use super::Run;
 use ferry::index::records::{self, Outcome};
 use ferry::index::scan::ScanRequest;
+use ferry::index::IndexClient;
 use ferry::stores::control::now_ms;
 use ferry::stores::{Projection, ProjectionError};
 use ferry::types::{DocId, IndexName};
@@ -23,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Every document of `index` matching `query`, by id.
 pub async fn all(
-    ctx: &ferry::context::Ctx,
+    on: &IndexClient,
     index: &IndexName,
     query: Value,
     source: Value,
@@ -33,7 +34,7 @@ pub async fn all(
         page_size: 500,
         source,
     };
-    let pages: Vec<_> = ctx.index.scan(index, req).try_collect().await?;
+    let pages: Vec<_> = on.scan(index, req).try_collect().await?;
     Ok(pages
         .into_iter()
         .flatten()
@@ -44,25 +45,35 @@ pub async fn all(
 /// Runs every check; an empty list means the invariant holds.
 pub async fn check(run: &Run) -> Vec<String> {
     let ctx = &run.env.ctx;
-    let st = match ctx.index.alias_state(&ctx.aliases).await {
+    let st = match ctx.alias_state().await {
         Ok(s) => s,
         Err(e) => return vec![format!("cannot read aliases: {e}")],
     };
+    let on = |i: &IndexName| ctx.on(st.cluster_of(i));
     let Some(current) = st.current_index() else {
         return vec!["no Current index".into()];
     };
-    let mut problems = equals_stores(run, &current, "Current").await;
+    // Every Current: after a completion across clusters, the old index
+    // keeps Current on its cluster until it is retired.
+    let mut problems = Vec::new();
+    for c in st.current_indices() {
+        problems.extend(equals_stores(run, on(&c), &c, "Current").await);
+    }
     if let Some(m) = st.migration_index() {
         problems.push(format!("a migration into {m} is still in progress"));
-        problems.extend(equals_stores(run, &m, "Migration").await);
+        problems.extend(equals_stores(run, on(&m), &m, "Migration").await);
     }
     if let Some(old) = st.historical_index() {
-        if rollback_allowed(run, &old, &current).await {
-            problems.extend(equals_stores(run, &old, "Historical").await);
+        let also_current = st.current.contains(&old);
+        if !also_current && rollback_allowed(run, &old, &current).await {
+            problems.extend(equals_stores(run, on(&old), &old, "Historical").await);
         }
-        problems.extend(outcome_records(run, &old, &current).await);
+        problems.extend(outcome_records(on(&old), &old, &current).await);
     }
-    problems.extend(strays(run).await);
+    problems.extend(strays(run, &ctx.index).await);
+    if let Some(t) = &ctx.target {
+        problems.extend(strays(run, t).await);
+    }
     problems
 }
 
@@ -83,12 +94,12 @@ async fn rollback_allowed(run: &Run, old: &IndexName, current: &IndexName) -> bo
 
 /// `index` holds exactly the live ids of the stores, each at the stores'
 /// version and equal to a fresh projection.
-async fn equals_stores(run: &Run, index: &IndexName, role: &str) -> Vec<String> {
+async fn equals_stores(run: &Run, on: &IndexClient, index: &IndexName, role: &str) -> Vec<String> {
     let ctx = &run.env.ctx;
     let mut problems = Vec::new();
-    let _ = ctx.index.refresh(index).await;
+    let _ = on.refresh(index).await;
     let all_docs = serde_json::json!({ "match_all": {} });
-    let in_index = match all(ctx, index, all_docs, Value::Bool(true)).await {
+    let in_index = match all(on, index, all_docs, Value::Bool(true)).await {
         Ok(docs) => docs,
         Err(e) => return vec![format!("cannot scan {role} {index}: {e}")],
     };
@@ -161,11 +172,10 @@ fn legacy_bodies(run: &Run, index: &IndexName) -> BTreeMap<DocId, Value> {
 }
 
 /// Every document of the Historical index records that it reached Current.
-async fn outcome_records(run: &Run, old: &IndexName, current: &IndexName) -> Vec<String> {
-    let ctx = &run.env.ctx;
-    let _ = ctx.index.refresh(old).await;
+async fn outcome_records(on: &IndexClient, old: &IndexName, current: &IndexName) -> Vec<String> {
+    let _ = on.refresh(old).await;
     let all_docs = serde_json::json!({ "match_all": {} });
-    match all(ctx, old, all_docs, serde_json::json!(["esInfo"])).await {
+    match all(on, old, all_docs, serde_json::json!(["esInfo"])).await {
         Ok(docs) => docs
             .into_iter()
             .filter(|(_, body)| records::outcome_of(body, current) != Outcome::Migrated)
@@ -178,9 +188,8 @@ async fn outcome_records(run: &Run, old: &IndexName, current: &IndexName) -> Vec
 /// Indices of the test's prefix that carry no alias and that the schedule
 /// did not retire on purpose: an auto-created index (a write that missed
 /// `require_alias`), or an abandoned index that was not deleted.
-async fn strays(run: &Run) -> Vec<String> {
-    let ctx = &run.env.ctx;
-    let reply = match ctx.index.call(reqwest::Method::GET, "/_alias", None).await {
+async fn strays(run: &Run, on: &IndexClient) -> Vec<String> {
+    let reply = match on.call(reqwest::Method::GET, "/_alias", None).await {
         Ok(r) => r,
         Err(e) => return vec![format!("cannot list indices: {e}")],
     };

@@ -159,9 +159,12 @@ async fn failed(run: &Run) -> Vec<(DocId, String)> {
     let Ok(scope) = ops::failures::scope(ctx, false).await else {
         return Vec::new();
     };
-    let _ = ctx.index.refresh(&scope.index).await;
+    let Ok(on) = ctx.client_of(&scope.index).await else {
+        return Vec::new();
+    };
+    let _ = on.refresh(&scope.index).await;
     let docs = all(
-        ctx,
+        on,
         &scope.index,
         records::failed(&scope.target),
         json!(["esInfo"]),
@@ -220,7 +223,8 @@ pub async fn failure_problems(run: &Run) -> Vec<String> {
     let ctx = &run.env.ctx;
     if let Ok(scope) = ops::failures::scope(ctx, false).await {
         let query = records::unmigrated(&scope.target);
-        let docs = all(ctx, &scope.index, query, json!(["esInfo", "version"]))
+        let on = ctx.client_of(&scope.index).await.unwrap_or(&ctx.index);
+        let docs = all(on, &scope.index, query, json!(["esInfo", "version"]))
             .await
             .unwrap_or_default();
         for (id, body) in docs {

@@ -79,6 +79,9 @@ pub struct Plan {
     pub kind: Option<Kind>,
     /// Whether one worker caches the alias state for long; `None`: from the seed.
     pub stale_worker: Option<bool>,
+    /// Whether migrations go to another cluster (the stack's second index
+    /// server); the checker then reads each index on its cluster.
+    pub across: bool,
 }
 
 impl Plan {
@@ -94,6 +97,15 @@ impl Plan {
             allow_abandon: true,
             kind: None,
             stale_worker: None,
+            across: false,
+        }
+    }
+
+    /// The CI plan for a seed, migrating to another cluster.
+    pub fn across(seed: u64) -> Self {
+        Self {
+            across: true,
+            ..Self::ci(seed)
         }
     }
 }
@@ -239,7 +251,11 @@ impl Drop for Finish {
 
 /// Runs one seed end to end and checks the invariant.
 pub async fn run(plan: Plan) -> Outcomes {
-    let mut env = TestEnv::new("cs").await;
+    let mut env = if plan.across {
+        TestEnv::across("cx").await
+    } else {
+        TestEnv::new("cs").await
+    };
     env.settings.batch_size = 20;
     env.settings.scan_page = 50;
     env.settings.max_queued = 200;

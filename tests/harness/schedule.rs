@@ -234,6 +234,7 @@ pub async fn control(run: &Arc<Run>, workers: &mut Workers) {
         wait_for(run, n.max(last + gap)).await;
         match step {
             Step::Start | Step::StartAgain => {
+                retire_source(run).await;
                 let r = ops::lifecycle::start(ctx, &run.env.settings.mapping).await;
                 if r.is_ok() {
                     c.starts.fetch_add(1, Ordering::SeqCst);
@@ -277,6 +278,24 @@ pub async fn control(run: &Arc<Run>, workers: &mut Workers) {
     }
 }
 
+/// After a completion across clusters, a new migration waits for the old
+/// index to be retired: done here as an operator would once readers moved.
+async fn retire_source(run: &Run) {
+    let ctx = &run.env.ctx;
+    let Ok(st) = ctx.alias_state().await else {
+        return;
+    };
+    let Some((old, _)) = st.both_current() else {
+        return;
+    };
+    let old = old.clone();
+    let r = ops::across::retire_source(ctx).await;
+    if r.is_ok() {
+        run.retired.lock().unwrap().push(old);
+    }
+    run.event(format!("retire source: {:?}", r.map(|c| c.done)));
+}
+
 async fn replay(run: &Run) {
     let stale: Vec<MigrateMessage> = run.stale.lock().unwrap().drain(..).collect();
     for m in &stale {
@@ -308,8 +327,7 @@ async fn try_complete(run: &Run, limit: Duration) {
         fix::close_and_fix(run).await;
     }
     let historical_before = ctx
-        .index
-        .alias_state(&ctx.aliases)
+        .alias_state()
         .await
         .ok()
         .and_then(|s| s.historical_index());
@@ -424,8 +442,7 @@ async fn complete_quietly(run: &Run, first: OpsError) {
 pub async fn ensure_completed(run: &Run) {
     let ctx = &run.env.ctx;
     let open = ctx
-        .index
-        .alias_state(&ctx.aliases)
+        .alias_state()
         .await
         .map(|s| s.migration_index().is_some())
         .unwrap_or(true);
