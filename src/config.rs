@@ -353,10 +353,12 @@ pub struct Settings {
     pub batch_size: usize,
     /// Most migration batches one worker runs at once; the pace starts at
     /// one and adds more while full batches stay within the batch time.
+    /// 2: a real cluster serves bulks in parallel; osmem does not, and
+    /// gains nothing from more (docs/benchmark.md).
     #[arg(
         long,
         env = "FERRY_MAX_BATCHES",
-        default_value_t = 4,
+        default_value_t = 2,
         global = true,
         help_heading = "Worker tuning"
     )]
