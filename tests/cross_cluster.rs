@@ -24,6 +24,24 @@ use support::{eventually, TestEnv};
 
 const LONG: Duration = Duration::from_secs(180);
 
+/// Edits `id` in the stores and publishes it, as a pipeline does: the new
+/// version.
+async fn edit(pipeline: &Pipeline<'_>, id: &DocId) -> u64 {
+    pipeline.edit(id).await.expect("edit").expect("live").get()
+}
+
+/// Waits until `id` is at version `v` in `new` on the target cluster and
+/// in `old` on the source.
+async fn on_both(env: &TestEnv, new: &IndexName, old: &IndexName, id: &DocId, v: u64) {
+    let second = env.ctx.target.as_ref().expect("a target cluster");
+    eventually(LONG, &format!("{id} v{v} on both clusters"), || async {
+        let there = version_on(second, new, id).await == Some(v);
+        let here = version_on(&env.ctx.index, old, id).await == Some(v);
+        (there && here).then_some(())
+    })
+    .await
+}
+
 /// The stored version of `id` in `index` on the cluster `on`.
 async fn version_on(on: &IndexClient, index: &IndexName, id: &DocId) -> Option<u64> {
     on.get(index, id)
@@ -80,19 +98,9 @@ async fn a_migration_to_another_cluster_runs_on_both_and_is_abandoned_cleanly() 
     let _worker = env.spawn_worker();
     let pipeline = Pipeline::new(&env.ctx, &broker, 5);
     let (edited, deleted) = (&ids[3], &ids[4]);
-    let v = pipeline
-        .edit(edited)
-        .await
-        .expect("edit")
-        .expect("live")
-        .get();
+    let v = edit(&pipeline, edited).await;
     pipeline.delete(deleted).await.expect("delete");
-    eventually(LONG, "the edit on both clusters", || async {
-        let there = version_on(&second, &target, edited).await == Some(v);
-        let here = version_on(&env.ctx.index, &current, edited).await == Some(v);
-        (there && here).then_some(())
-    })
-    .await;
+    on_both(&env, &target, &current, edited, v).await;
 
     // The migration path fills the target; outcomes land on the source.
     let p = eventually(LONG, "every document has an outcome", || async {
@@ -125,6 +133,11 @@ async fn a_migration_to_another_cluster_runs_on_both_and_is_abandoned_cleanly() 
     assert!(st.elsewhere.is_empty() && st.migration.is_empty(), "{st:?}");
     // With the marker gone, a worker without the target may edit again.
     apply(&alone, &msg).await.expect("applied");
+
+    // The benchmark measures one cluster, and says so before any work.
+    let (code, _, err) = env.cli(&["bench", "--count", "10"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("measures one cluster"), "{err}");
 }
 
 #[tokio::test]
@@ -167,24 +180,8 @@ async fn completion_and_rollback_across_clusters_keep_both_clusters_current() {
 
     // Readers of either cluster see every edit: the old index keeps Current.
     let pipeline = Pipeline::new(&env.ctx, &broker, 9);
-    let both = |id: DocId, v: u64, new: IndexName, old: IndexName| {
-        let (env, second) = (&env, &second);
-        async move {
-            eventually(LONG, &format!("{id} v{v} on both clusters"), || async {
-                let there = version_on(second, &new, &id).await == Some(v);
-                let here = version_on(&env.ctx.index, &old, &id).await == Some(v);
-                (there && here).then_some(())
-            })
-            .await
-        }
-    };
-    let v = pipeline
-        .edit(&ids[1])
-        .await
-        .expect("edit")
-        .expect("live")
-        .get();
-    both(ids[1].clone(), v, target.clone(), current.clone()).await;
+    let v = edit(&pipeline, &ids[1]).await;
+    on_both(&env, &target, &current, &ids[1], v).await;
 
     // Rollback: the source's index is the only Current again, the target's
     // the paused migration index, and edits still reach both.
@@ -199,13 +196,8 @@ async fn completion_and_rollback_across_clusters_keep_both_clusters_current() {
         .await
         .expect("current");
     assert_eq!(read.url, env.ctx.index.public_base(), "readers go back");
-    let v = pipeline
-        .edit(&ids[2])
-        .await
-        .expect("edit")
-        .expect("live")
-        .get();
-    both(ids[2].clone(), v, target.clone(), current.clone()).await;
+    let v = edit(&pipeline, &ids[2]).await;
+    on_both(&env, &target, &current, &ids[2], v).await;
 
     // And forward again.
     let (code, out, err) = env.cli(&["resume"]).await;
@@ -229,12 +221,7 @@ async fn completion_and_rollback_across_clusters_keep_both_clusters_current() {
         st.historical.is_empty() && st.elsewhere.is_empty(),
         "{st:?}"
     );
-    let v = pipeline
-        .edit(&ids[5])
-        .await
-        .expect("edit")
-        .expect("live")
-        .get();
+    let v = edit(&pipeline, &ids[5]).await;
     let old = version_on(&env.ctx.index, &current, &ids[5]).await;
     eventually(LONG, "the edit on the target only", || async {
         (version_on(&second, &target, &ids[5]).await == Some(v)).then_some(())
@@ -278,10 +265,7 @@ async fn a_target_cluster_that_goes_away_is_waited_out() {
     let pipeline = Pipeline::new(&env.ctx, &broker, 6);
     let mut edited = Vec::new();
     for id in &ids[..5] {
-        edited.push((
-            id,
-            pipeline.edit(id).await.expect("edit").expect("live").get(),
-        ));
+        edited.push((id, edit(&pipeline, id).await));
     }
     // Longer than the retry budget (5 s in tests): messages wait.
     tokio::time::sleep(Duration::from_secs(12)).await;

@@ -146,6 +146,13 @@ pub(crate) async fn delete_indices(ctx: &Ctx, indices: &[IndexName]) {
 /// Runs every measurement and reports; `progress` lines go to stderr.
 pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsError> {
     check(opts)?;
+    // R, W and the worker runs each take one cluster: a measurement across
+    // two would mix two servers' ceilings without saying so.
+    if let Some(url) = &base.settings.target_index_url {
+        return Err(OpsError::Invalid(format!(
+            "the benchmark measures one cluster; unset FERRY_TARGET_INDEX_URL ({url}) or point FERRY_INDEX_URL at the cluster to measure"
+        )));
+    }
     let run = format!(
         "bench{}{:04x}",
         chrono::Utc::now().format("%m%d%H%M%S"),
