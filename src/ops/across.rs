@@ -3,8 +3,7 @@
 //! hand-over once readers have moved (docs/design.md, "Migrating to another
 //! cluster").
 
-use super::lifecycle::{changed, Changed};
-use super::{healthy_state, OpsError};
+use super::{changed, healthy_state, Changed, OpsError};
 use crate::context::Ctx;
 use crate::index::aliases::{AliasAction, AliasState};
 use crate::index::Cluster;

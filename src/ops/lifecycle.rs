@@ -1,7 +1,8 @@
 //! Changing the migration state: start, pause, resume, preview, unpreview,
 //! complete, abandon, rollback. Each change is one atomic `_aliases` request.
 
-use super::{healthy_state, OpsError};
+pub use super::Changed;
+use super::{changed, healthy_state, OpsError};
 use crate::context::Ctx;
 use crate::index::aliases::{AliasAction, AliasState, Flag};
 use crate::index::read_mapping;
@@ -10,25 +11,6 @@ use crate::stores::control::{now_ms, Completion};
 use crate::types::IndexName;
 use serde::Serialize;
 use serde_json::{json, Value};
-
-/// What a lifecycle command did, for the CLI and the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct Changed {
-    /// One sentence: what happened.
-    pub done: String,
-    /// One sentence: what to do next.
-    pub next: String,
-    /// The index the command acted on.
-    pub index: String,
-}
-
-pub(super) fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
-    Changed {
-        done,
-        next: next.to_string(),
-        index: index.to_string(),
-    }
-}
 
 fn need_migration(st: &AliasState, ctx: &Ctx) -> Result<IndexName, OpsError> {
     st.migration_index().ok_or_else(|| {

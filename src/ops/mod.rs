@@ -84,3 +84,22 @@ pub async fn healthy_state(ctx: &Ctx) -> Result<AliasState, OpsError> {
     }
     Ok(st)
 }
+
+/// What a lifecycle command did, for the CLI and the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Changed {
+    /// One sentence: what happened.
+    pub done: String,
+    /// One sentence: what to do next.
+    pub next: String,
+    /// The index the command acted on.
+    pub index: String,
+}
+
+fn changed(done: String, next: &str, index: &impl ToString) -> Changed {
+    Changed {
+        done,
+        next: next.to_string(),
+        index: index.to_string(),
+    }
+}
