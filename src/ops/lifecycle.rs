@@ -1,5 +1,7 @@
 //! Changing the migration state: start, pause, resume, preview, unpreview,
-//! complete, abandon, rollback. Each change is one atomic `_aliases` request.
+//! complete, abandon, rollback. Each change is one atomic `_aliases` request
+//! (one per cluster, in a safe order, when the migration goes to another
+//! cluster: `super::across`).
 
 pub use super::Changed;
 use super::{changed, healthy_state, OpsError};
@@ -138,7 +140,7 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
         .await?;
     tracing::info!(target = %target, source = %current, across, "migration started");
     let place = if across {
-        format!(" on {}", on_target.base())
+        format!(" on {}", on_target.public_base())
     } else {
         String::new()
     };
