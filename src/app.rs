@@ -33,22 +33,31 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     Ok(())
 }
 
-/// Waits until the index server says which engine it is: an engine ferry
-/// does not support is refused before any work, one that does not answer
-/// is waited out like any outage. False on shutdown.
+/// Waits until each index server (the source, and the target cluster if
+/// any) says which engine it is: an engine ferry does not support is
+/// refused before any work, one that does not answer is waited out like any
+/// outage. False on shutdown.
 async fn engine_checked(ctx: &Ctx, shutdown: &CancellationToken) -> Result<bool, IndexError> {
+    for client in std::iter::once(&ctx.index).chain(&ctx.target) {
+        if !engine_of(ctx, client, shutdown).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// [`engine_checked`] for one server.
+async fn engine_of(
+    ctx: &Ctx,
+    client: &IndexClient,
+    shutdown: &CancellationToken,
+) -> Result<bool, IndexError> {
     let mut failures = 0;
-    let clusters: Vec<&IndexClient> = std::iter::once(&ctx.index).chain(&ctx.target).collect();
-    let mut checked = 0;
     loop {
-        match clusters[checked].flavor().await {
+        match client.flavor().await {
             Ok(flavor) => {
-                tracing::info!(engine = %flavor, url = %clusters[checked].public_base(), "index server");
-                checked += 1;
-                if checked == clusters.len() {
-                    return Ok(true);
-                }
-                continue;
+                tracing::info!(engine = %flavor, url = %client.public_base(), "index server");
+                return Ok(true);
             }
             Err(e @ IndexError::Engine { .. }) => return Err(e),
             Err(e) => {

@@ -110,6 +110,11 @@ impl Ctx {
         }
     }
 
+    /// The client of the cluster `index` lives on in the view `st`.
+    pub fn client_in(&self, st: &AliasState, index: &IndexName) -> &IndexClient {
+        self.on(st.cluster_of(index))
+    }
+
     /// The client of the cluster `index` lives on, from the cached view
     /// (the source when no target cluster is configured).
     pub async fn client_of(&self, index: &IndexName) -> Result<&IndexClient, StateError> {
@@ -120,7 +125,7 @@ impl Ctx {
             .state
             .get(&self.index, &self.aliases, &self.control)
             .await?;
-        Ok(self.on(st.aliases.cluster_of(index)))
+        Ok(self.client_in(&st.aliases, index))
     }
 
     /// The cluster new indices are created on.

@@ -202,6 +202,12 @@ impl AliasState {
         }
     }
 
+    /// The cluster of the primary Current (the source when there is none).
+    pub fn current_cluster(&self) -> Cluster {
+        self.current_index()
+            .map_or(Cluster::Source, |c| self.cluster_of(&c))
+    }
+
     /// Every index behind a Current alias, the primary one first: more
     /// than one only after a completion across clusters.
     pub fn current_indices(&self) -> Vec<IndexName> {

@@ -58,7 +58,7 @@ pub async fn retire_source(ctx: &Ctx) -> Result<Changed, OpsError> {
             alias: a.elsewhere(),
         });
     }
-    let on_old = ctx.on(st.cluster_of(&old));
+    let on_old = ctx.client_in(&st, &old);
     on_old.update_aliases(&actions).await?;
     ctx.control.clear_completion().await?;
     tracing::warn!(old = %old, new = %new, "source retired");
@@ -66,7 +66,7 @@ pub async fn retire_source(ctx: &Ctx) -> Result<Changed, OpsError> {
         format!(
             "{old} on {} no longer gets edits; {new} on {} is the only Current",
             on_old.public_base(),
-            ctx.on(st.cluster_of(&new)).public_base()
+            ctx.client_in(&st, &new).public_base()
         ),
         "rollback is no longer possible; delete the old index when you no longer need it",
         &new,

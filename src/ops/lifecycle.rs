@@ -105,7 +105,7 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     if let Some((old, _)) = st.both_current() {
         return Err(OpsError::Refused(format!(
             "readers may still use {old} on {} (the last completion was across clusters); once they have moved, `ferry retire-source`, then start",
-            ctx.on(st.cluster_of(old)).public_base()
+            ctx.client_in(&st, old).public_base()
         )));
     }
     let current = need_current(&st)?;
@@ -117,7 +117,7 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
         "migratedTo": { "type": "keyword" },
         "failures": { "properties": { target.as_str(): { "type": "keyword", "ignore_above": 1024 } } }
     }}}}}});
-    let on_current = ctx.on(st.cluster_of(&current));
+    let on_current = ctx.client_in(&st, &current);
     on_current.put_mapping(&current, &outcome_fields).await?;
     on_target.create_index(&target, &mapping).await?;
     let across = st.cluster_of(&current) != ctx.target_cluster();
@@ -167,7 +167,7 @@ async fn toggle(ctx: &Ctx, flag: Flag, on: bool, next: &str) -> Result<Changed, 
     } else {
         AliasAction::Remove { index, alias }
     };
-    ctx.on(st.cluster_of(&target))
+    ctx.client_in(&st, &target)
         .update_aliases(&[action])
         .await?;
     tracing::info!(target = %target, what, on, "migration state changed");
@@ -363,7 +363,7 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     tracing::info!(from = %current, to = %target, across, "migration completed");
     let window = humantime::format_duration(ctx.settings.rollback_window);
     let mut next = if across {
-        format!("{current} keeps Current on {} and gets every edit until readers have moved to {} (`GET /api/current`); `ferry rollback` switches back within the rollback window ({window})", ctx.on(st.cluster_of(&current)).public_base(), ctx.on(st.cluster_of(&target)).public_base())
+        format!("{current} keeps Current on {} and gets every edit until readers have moved to {} (`GET /api/current`); `ferry rollback` switches back within the rollback window ({window})", ctx.client_in(&st, &current).public_base(), ctx.client_in(&st, &target).public_base())
     } else {
         format!("edits keep reaching {current} for the rollback window ({window}); `ferry rollback` switches back within it")
     };
@@ -404,12 +404,12 @@ pub async fn abandon(ctx: &Ctx, delete_index: bool) -> Result<Changed, OpsError>
             });
         }
     }
-    let on = ctx.on(st.cluster_of(&target));
+    let on = ctx.client_in(&st, &target);
     on.update_aliases(&actions).await?;
     // The marker goes last: until the Migration alias is gone, a worker
     // without the target cluster must go on refusing edits.
     for marked in &st.elsewhere {
-        ctx.on(st.cluster_of(marked))
+        ctx.client_in(&st, marked)
             .update_aliases(&[AliasAction::Remove {
                 index: marked.clone(),
                 alias: a.elsewhere(),

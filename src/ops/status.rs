@@ -5,7 +5,6 @@ use super::lifecycle::{progress, Progress};
 use super::OpsError;
 use crate::context::Ctx;
 use crate::index::aliases::{AliasState, Phase};
-use crate::index::Cluster;
 use crate::queue::Broker;
 use crate::stores::control::{LeaseHolder, SCAN_LEASE};
 use serde::Serialize;
@@ -36,9 +35,8 @@ pub struct ReadFrom {
 /// cluster.
 pub fn read_from(ctx: &Ctx, st: &AliasState) -> ReadFrom {
     let index = st.current_index();
-    let cluster = index.as_ref().map_or(Cluster::Source, |i| st.cluster_of(i));
     ReadFrom {
-        url: ctx.on(cluster).public_base(),
+        url: ctx.on(st.current_cluster()).public_base(),
         alias: ctx.aliases.current.to_string(),
         index: index.map(|i| i.to_string()),
     }

@@ -61,7 +61,7 @@ pub async fn verify(ctx: &Ctx, scope: Scope) -> Result<Report, OpsError> {
         None => (current, None),
     };
     // Either may live on another cluster than the other.
-    let on_target = ctx.on(st.cluster_of(&target));
+    let on_target = ctx.client_in(&st, &target);
     on_target.refresh(&target).await?;
     let mut report = Report {
         target: target.to_string(),
@@ -72,7 +72,7 @@ pub async fn verify(ctx: &Ctx, scope: Scope) -> Result<Report, OpsError> {
     };
     // Which ids to check: those in the source (or target) index.
     let origin = source.clone().unwrap_or_else(|| target.clone());
-    let on_origin = ctx.on(st.cluster_of(&origin));
+    let on_origin = ctx.client_in(&st, &origin);
     on_origin.refresh(&origin).await?;
     let origin_docs = match scope {
         Scope::All => all_docs(on_origin, &origin, ctx.settings.scan_page).await?,

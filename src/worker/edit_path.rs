@@ -181,7 +181,7 @@ impl Edit<'_> {
         let migration = state
             .migration()
             .filter(|_| !crate::fault::active("skip-dual-write"));
-        let cluster = |i: &IndexName| ctx.on(state.aliases.cluster_of(i));
+        let cluster = |i: &IndexName| ctx.client_in(&state.aliases, i);
         if let Some(target) = migration.filter(|t| !self.covered.contains(t)) {
             self.migration(cluster(&target), &target).await?;
         }

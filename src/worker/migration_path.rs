@@ -13,7 +13,7 @@
 use super::edit_path::{apply, EditError};
 use crate::context::Ctx;
 use crate::index::records;
-use crate::index::{BulkItem, BulkOp, Cluster, IndexClient, IndexError, StoredDoc, Target, Write};
+use crate::index::{BulkItem, BulkOp, IndexClient, IndexError, StoredDoc, Target, Write};
 use crate::queue::{DocKind, DocMessage, MigrateMessage, Payload};
 use crate::retry::{retry, Transient};
 use crate::types::{DocId, SeqTerm};
@@ -79,11 +79,8 @@ async fn process_inner(
     };
     // The migration index may live on another cluster; the outcome records
     // live on Current's.
-    let on_target = ctx.on(state.aliases.cluster_of(&target));
-    let on_current = ctx.on(state
-        .aliases
-        .current_index()
-        .map_or(Cluster::Source, |c| state.aliases.cluster_of(&c)));
+    let on_target = ctx.client_in(&state.aliases, &target);
+    let on_current = ctx.on(state.aliases.current_cluster());
     let ids: Vec<DocId> = batch
         .iter()
         .filter(|m| m.target == target)

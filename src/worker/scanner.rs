@@ -192,7 +192,7 @@ pub async fn pass(
     // (and spares in-memory test servers, which copy the index on every
     // write while one is open).
     let query = records::unmigrated_except(&target, &recent.ids(&target));
-    let on = ctx.on(state.aliases.cluster_of(&current));
+    let on = ctx.client_in(&state.aliases, &current);
     let found = on.first(&current, query, limit).await?;
     if found.is_empty() && depth == 0 {
         recent.clear();

@@ -49,7 +49,7 @@ pub async fn check(run: &Run) -> Vec<String> {
         Ok(s) => s,
         Err(e) => return vec![format!("cannot read aliases: {e}")],
     };
-    let on = |i: &IndexName| ctx.on(st.cluster_of(i));
+    let on = |i: &IndexName| ctx.client_in(&st, i);
     let Some(current) = st.current_index() else {
         return vec!["no Current index".into()];
     };
