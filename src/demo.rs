@@ -137,13 +137,7 @@ pub async fn run(base: &Ctx, count: usize, broken: usize) -> Result<DemoReport, 
         Err(OpsError::Refused(why)) => {
             eprintln!("demo {run}: complete refused, as it should with failures: {why}");
             eprintln!("demo {run}: completing with --force (the broken documents stay out of the new index)");
-            let c = ops::lifecycle::complete(
-                &ctx,
-                Gate::Forced {
-                    by: "ferry demo".into(),
-                },
-            )
-            .await?;
+            let c = ops::lifecycle::complete(&ctx, Gate::forced("ferry demo")).await?;
             eprintln!("demo {run}: {}", c.done);
         }
         Err(e) => return Err(e),

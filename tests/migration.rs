@@ -726,7 +726,7 @@ async fn broken_documents_become_grouped_failure_records_and_block_completion() 
         (current.clone(), target.clone()),
         "a refused completion changes nothing"
     );
-    lifecycle::complete(&env.ctx, Gate::Forced { by: "test".into() })
+    lifecycle::complete(&env.ctx, Gate::forced("test"))
         .await
         .expect("complete --force");
     let st = env

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/queue", post(queue))
         .route("/api/failures/retry", post(retry))
         .route("/api/throttle", get(throttle_get).post(throttle_set))
+        .route("/api/compare", get(compare_get).post(compare_run))
 }
 
 /// An operation's error as an HTTP answer: refusals are 409 with the reason.
@@ -185,6 +186,8 @@ struct CompleteBody {
     verify_sample: Option<usize>,
     /// Who forces the switch, for the log line.
     by: Option<String>,
+    /// Searches compared before the switch (refused while one is flagged).
+    compare: Option<CompareBody>,
 }
 
 async fn complete(
@@ -195,7 +198,8 @@ async fn complete(
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
     let by =
         b.by.or_else(|| Some("an admin API caller (no `by` given)".into()));
-    let gate = ops::input::gate(b.force, by, b.verify_sample);
+    let compare = b.compare.map(CompareBody::spec).transpose()?;
+    let gate = ops::input::gate(b.force, by, b.verify_sample).with_compare(compare);
     ok(ops::lifecycle::complete(&st.ctx, gate).await?)
 }
 
@@ -219,6 +223,15 @@ struct IdsBody {
     #[serde(default)]
     ids: Vec<String>,
     message: Option<String>,
+    /// `failures/retry`: every failure.
+    #[serde(default)]
+    all: bool,
+    /// `queue`: every Current document this search query selects.
+    query: Option<serde_json::Value>,
+    /// `queue`: documents uploaded since (inclusive).
+    since: Option<String>,
+    /// `queue`: documents uploaded until (exclusive).
+    until: Option<String>,
 }
 
 async fn queue(
@@ -227,12 +240,61 @@ async fn queue(
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    let ids = ops::input::ids(&b.ids)?;
+    let by_query = b.query.is_some() || b.since.is_some() || b.until.is_some();
+    let selector = by_query
+        .then(|| {
+            let q = b.query.as_ref().map(|q| q.to_string());
+            ops::input::selector(q.as_deref(), b.since.as_deref(), b.until.as_deref())
+        })
+        .transpose()?;
+    let ids = if by_query {
+        Vec::new()
+    } else {
+        ops::input::ids(&b.ids)?
+    };
     let broker = st
         .broker()
         .await
         .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
-    ok(ops::queue::queue(&st.ctx, &broker, &ids).await?)
+    match selector {
+        Some(query) => {
+            ok(ops::queue::queue_matching(&st.ctx, &broker, query, &mut |_, _| {}).await?)
+        }
+        None => ok(ops::queue::queue(&st.ctx, &broker, &ids).await?),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CompareBody {
+    queries: Vec<ops::compare::NamedQuery>,
+    top: Option<usize>,
+    min_overlap: Option<f64>,
+}
+
+impl CompareBody {
+    fn spec(self) -> Result<ops::compare::Spec, OpsError> {
+        ops::compare::Spec::new(
+            self.queries,
+            self.top.unwrap_or(ops::compare::DEFAULT_TOP),
+            self.min_overlap
+                .unwrap_or(ops::compare::DEFAULT_MIN_OVERLAP),
+        )
+    }
+}
+
+/// The latest comparison (`null` when none ran).
+async fn compare_get(State(st): State<AppState>) -> ApiResult {
+    ok(ops::compare::latest(&st.ctx).await?)
+}
+
+/// Runs a comparison of Current with the migration index.
+async fn compare_run(
+    State(st): State<AppState>,
+    _: Authorized,
+    b: Result<Json<CompareBody>, JsonRejection>,
+) -> ApiResult {
+    let Json(b) = body(b)?;
+    ok(ops::compare::compare(&st.ctx, &b.spec()?).await?)
 }
 
 async fn retry(
@@ -241,7 +303,7 @@ async fn retry(
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    let selection = ops::input::selection(b.message, &b.ids)?;
+    let selection = ops::input::selection(b.all, b.message, &b.ids)?;
     let broker = st
         .broker()
         .await

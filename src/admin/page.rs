@@ -1,12 +1,13 @@
 //! The support web page: status with progress, failures grouped by message
-//! with example ids, lookup by document id, retry buttons (token required).
+//! with example ids, lookup by document id, retry buttons (token required),
+//! the latest search comparison.
 //! Plain server-rendered HTML; maud escapes every value.
 
 use super::auth::token_ok;
 use super::AppState;
 use crate::context::pace::PaceState;
 use crate::index::records::Outcome;
-use crate::ops::{self, failures::Overview, status::Status, OpsError};
+use crate::ops::{self, compare::Comparison, failures::Overview, status::Status, OpsError};
 use crate::types::{DocId, IndexName};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -42,6 +43,7 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
         Err(OpsError::Refused(_)) => Ok(None),
         Err(e) => Err(e),
     };
+    let comparison = ops::compare::latest(&st.ctx).await;
     let lookup = match q.id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(match DocId::parse(raw) {
@@ -76,6 +78,12 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
                     Ok(Some(o)) => (failures_block(o, q.historical)),
                     Ok(None) => p { "No migration to show failures for." },
                     Err(e) => p.bad { "failures unavailable: " (e.to_string()) },
+                }
+                h2 { "Search comparison" }
+                @match &comparison {
+                    Ok(Some(c)) => (comparison_block(c)),
+                    Ok(None) => p { "None yet: " code { "ferry compare --queries FILE" } " runs one." },
+                    Err(e) => p.bad { "comparison unavailable: " (e.to_string()) },
                 }
             }
         }
@@ -120,6 +128,27 @@ fn status_block(s: &Status) -> Markup {
             @if let Some(q) = &s.queues { tr { th { "Queues" } td { "high " (q.high) ", migration " (q.low) ", dead letters " (q.dead_letters) } } }
             @if let Some(why) = &s.yielding { tr { th { "Yielding" } td #yielding { (why) } } }
             tr { th { "Scanner" } td { @match &s.lease { Some(l) => (l.owner), None => "none" } } }
+        }
+    }
+}
+
+/// The latest `ferry compare`, worst searches first.
+fn comparison_block(c: &Comparison) -> Markup {
+    let at = chrono::DateTime::from_timestamp_millis(c.at_ms as i64)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    html! {
+        p { (c.results.len()) " search(es) on " code { (c.current) } " and " code { (c.new) } " at " (at) ", top " (c.top) " ids: " strong #compare-flagged { (c.flagged) " flagged" } " (overlap below " (format!("{:.2}", c.min_overlap)) ")" }
+        table #comparison {
+            tr { th { "" } th { "Search" } th { "Hits (Current)" } th { "Hits (new)" } th { "Overlap" } th { "Average overlap" } }
+            @for r in &c.results {
+                tr.comparison {
+                    td { @if r.flagged { span.bad { "flagged" } } @else { "ok" } }
+                    td.name { (r.name) @if let Some(e) = &r.error { br; span.bad { (e) } } }
+                    td { (r.current_hits) } td { (r.new_hits) }
+                    td { (format!("{:.2}", r.overlap)) } td { (format!("{:.2}", r.average_overlap)) }
+                }
+            }
         }
     }
 }
@@ -191,7 +220,7 @@ async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response
         return (StatusCode::UNAUTHORIZED, Html(body.into_string())).into_response();
     }
     let ids: Vec<String> = f.id.into_iter().collect();
-    let selection = match ops::input::selection(f.message, &ids) {
+    let selection = match ops::input::selection(false, f.message, &ids) {
         Ok(s) => s,
         Err(e) => return flash(&e.to_string()),
     };

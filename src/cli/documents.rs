@@ -21,13 +21,28 @@ pub struct PublishArgs {
 
 /// `ferry queue`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .multiple(true)
+        .args(["ids", "file", "query", "since", "until"])
+))]
 pub struct QueueArgs {
     /// Document ids.
-    #[arg(required_unless_present = "file")]
     ids: Vec<String>,
     /// Read ids from a file, one per line (`-` for stdin).
-    #[arg(long, conflicts_with = "ids")]
+    #[arg(long, conflicts_with_all = ["ids", "query", "since", "until"])]
     file: Option<String>,
+    /// Every Current document this search query (JSON) selects: their
+    /// outcome records are cleared and they are migrated again.
+    #[arg(long, conflicts_with_all = ["ids", "since", "until"])]
+    query: Option<String>,
+    /// Every Current document uploaded since (a date or RFC 3339 time).
+    #[arg(long, conflicts_with = "ids")]
+    since: Option<String>,
+    /// ... and before this (a date or RFC 3339 time).
+    #[arg(long, conflicts_with = "ids")]
+    until: Option<String>,
 }
 
 /// A message kind, as typed.
@@ -70,6 +85,9 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs, json: bool) -> Outcome {
 }
 
 pub async fn queue(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
+    if a.query.is_some() || a.since.is_some() || a.until.is_some() {
+        return queue_matching(ctx, a, json).await;
+    }
     let ids = match a.file {
         Some(path) => input::ids_from_lines(&read(&path).map_err(Failure::Other)?)?,
         None => input::ids(&a.ids)?,
@@ -81,8 +99,28 @@ pub async fn queue(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
     done()
 }
 
+/// `queue --query` / `--since` / `--until`, with a progress bar.
+async fn queue_matching(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
+    let query = input::selector(a.query.as_deref(), a.since.as_deref(), a.until.as_deref())?;
+    let b = broker(ctx).await?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} queued")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |done: usize, matched: u64| {
+        bar.set_length(matched);
+        bar.set_position(done as u64);
+    };
+    let q = ferry::ops::queue::queue_matching(ctx, &b, query, &mut progress).await;
+    bar.finish_and_clear();
+    b.close().await;
+    output::queued_by_query(json, &q?);
+    done()
+}
+
 /// A file's text, or standard input's for `-`.
-fn read(path: &str) -> anyhow::Result<String> {
+pub fn read(path: &str) -> anyhow::Result<String> {
     if path == "-" {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")
     } else {

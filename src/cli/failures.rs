@@ -32,8 +32,11 @@ enum Action {
         /// Retry every failure with exactly this message.
         #[arg(long, conflicts_with = "ids")]
         message: Option<String>,
+        /// Retry every failure of the running migration.
+        #[arg(long, conflicts_with_all = ["ids", "message"])]
+        all: bool,
         /// Or these document ids.
-        #[arg(required_unless_present = "message")]
+        #[arg(required_unless_present_any = ["message", "all"])]
         ids: Vec<String>,
     },
 }
@@ -55,8 +58,8 @@ pub async fn run(ctx: &Ctx, a: FailuresArgs, json: bool) -> Outcome {
             let scope = ops::failures::scope(ctx, a.historical).await?;
             output::record(json, &ops::failures::show(ctx, scope, &id).await?);
         }
-        Some(Action::Retry { message, ids }) => {
-            let selection = input::selection(message, &ids)?;
+        Some(Action::Retry { message, all, ids }) => {
+            let selection = input::selection(all, message, &ids)?;
             let b = broker(ctx).await?;
             let r = ops::failures::retry(ctx, &b, selection).await?;
             b.close().await;

@@ -24,6 +24,12 @@ pub struct CompleteArgs {
     /// Documents compared with the stores before switching (0: none).
     #[arg(long, default_value_t = input::GATE_SAMPLE)]
     verify_sample: usize,
+    /// Also compare these searches between Current and the new index
+    /// first (see `ferry compare`); refused while one is flagged.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<String>,
+    #[command(flatten)]
+    limits: super::checks::CompareArgs,
 }
 
 /// `ferry abandon`.
@@ -41,7 +47,8 @@ pub async fn start(ctx: &Ctx, a: StartArgs, json: bool) -> Outcome {
 }
 
 pub async fn complete(ctx: &Ctx, a: CompleteArgs, json: bool) -> Outcome {
-    let gate = input::gate(a.force, Some(operator()), Some(a.verify_sample));
+    let compare = a.compare.map(|f| a.limits.spec(&f)).transpose()?;
+    let gate = input::gate(a.force, Some(operator()), Some(a.verify_sample)).with_compare(compare);
     output::changed(json, &lifecycle::complete(ctx, gate).await?);
     done()
 }

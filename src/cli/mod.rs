@@ -1,10 +1,12 @@
 //! Command-line definitions and dispatch, one file per command group:
-//! [`lifecycle`] (start to rollback), [`documents`] (publish, queue),
+//! [`lifecycle`] (start to rollback), [`checks`] (trial, compare),
+//! [`documents`] (publish, queue),
 //! [`failures`], [`inspect`] (status, verify, throttle) and [`local`] (jobs
 //! on a local stack: setup, seed, bench, demo). Every command prints what
 //! it did and what to do next; `--json` prints the same as JSON for
 //! scripts. Input is shaped by `ferry::ops::input`, as for the admin API.
 
+mod checks;
 mod documents;
 mod failures;
 mod inspect;
@@ -54,6 +56,10 @@ pub enum Command {
     Publish(documents::PublishArgs),
     /// Show the migration state, counts, queue depths and the scanner.
     Status(inspect::StatusArgs),
+    /// Try a mapping on a random sample of Current in a scratch index
+    /// (deleted after): what it refuses, fields it does not declare,
+    /// document sizes. Touches no alias; exits 1 when anything failed.
+    Trial(checks::TrialArgs),
     /// Start a migration into a new index created from the mapping file.
     Start(lifecycle::StartArgs),
     /// Stop the scanner from queueing documents (edits still dual-write).
@@ -73,7 +79,8 @@ pub enum Command {
     /// After a completion across clusters, once readers use the new
     /// cluster: stop edits reaching the old index (ends rollback).
     RetireSource,
-    /// Queue documents for migration by hand (works while paused).
+    /// Queue documents for migration by hand, by id or by query (works
+    /// while paused).
     Queue(documents::QueueArgs),
     /// Look up failure records: grouped by message, a paged list, one id.
     Failures(failures::FailuresArgs),
@@ -81,6 +88,9 @@ pub enum Command {
     /// and the edit latency budget it yields to (edits are never
     /// throttled); workers apply a change within 5 seconds.
     Throttle(inspect::ThrottleArgs),
+    /// Run named searches against Current and the migration index and
+    /// compare their top hits; exits 1 when a search is flagged.
+    Compare(checks::CompareCommand),
     /// Compare the target index with a fresh projection of the stores;
     /// exits 1 when anything differs.
     Verify(inspect::VerifyArgs),
@@ -163,6 +173,8 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
         Status(a) => inspect::status(ctx, a, json).await,
         Throttle(a) => inspect::throttle(ctx, a, json).await,
         Verify(a) => inspect::verify(ctx, a, json).await,
+        Trial(a) => checks::trial(ctx, a, json).await,
+        Compare(a) => checks::compare(ctx, a, json).await,
         Failures(a) => failures::run(ctx, a, json).await,
         Start(a) => lifecycle::start(ctx, a, json).await,
         Complete(a) => lifecycle::complete(ctx, a, json).await,

@@ -6,7 +6,7 @@ use ferry::context::Ctx;
 use ferry::demo::DemoReport;
 use ferry::ops::failures::{Overview, Page, Record, Retried};
 use ferry::ops::lifecycle::Changed;
-use ferry::ops::queue::Queued;
+use ferry::ops::queue::{Queued, QueuedByQuery};
 use ferry::ops::status::Status;
 use ferry::ops::verify::Report;
 use ferry::ops::OpsError;
@@ -15,7 +15,8 @@ use ferry::seed::Seeded;
 use ferry::types::IndexName;
 use serde::Serialize;
 
-fn json_out(v: &impl Serialize) {
+/// Pretty JSON on stdout.
+pub fn json_out(v: &impl Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -223,6 +224,16 @@ pub fn record(json: bool, r: &Record) {
             serde_json::to_string(o).unwrap_or_default()
         ),
     }
+}
+
+pub fn queued_by_query(json: bool, q: &QueuedByQuery) {
+    if json {
+        return json_out(q);
+    }
+    println!(
+        "{} document(s) matched; cleared {} outcome record(s) and queued {} for migration into {}",
+        q.matched, q.cleared, q.queued, q.target
+    );
 }
 
 pub fn retried(json: bool, r: &Retried) {

@@ -75,6 +75,12 @@ pub fn cleared(target: &IndexName) -> Value {
     json!({ "esInfo": { "migration": { "failures": { target.as_str(): Value::Null } } } })
 }
 
+/// Partial document clearing both outcomes for `target`, so the document
+/// counts as unmigrated again (`queue --query`).
+pub fn reset(target: &IndexName) -> Value {
+    json!({ "esInfo": { "migration": { "migratedTo": Value::Null, "failures": { target.as_str(): Value::Null } } } })
+}
+
 /// The outcome recorded on a stored document for `target`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]

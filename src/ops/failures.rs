@@ -6,7 +6,7 @@ use super::OpsError;
 use crate::context::Ctx;
 use crate::index::records::{self, Outcome};
 use crate::index::scan::TermBucket;
-use crate::index::{BulkOp, Target};
+use crate::index::{BulkOp, IndexClient, Target};
 use crate::queue::migrate::publish_projections;
 use crate::queue::Broker;
 use crate::types::{DocId, IndexName};
@@ -183,6 +183,8 @@ pub struct Retried {
 /// Which failures to retry.
 #[derive(Debug, Clone)]
 pub enum Selection {
+    /// Every failure.
+    All,
     /// Every failure with this exact message.
     Message(String),
     /// These documents.
@@ -192,46 +194,68 @@ pub enum Selection {
 /// Clears failure records and queues the documents again.
 pub async fn retry(ctx: &Ctx, broker: &Broker, selection: Selection) -> Result<Retried, OpsError> {
     let scope = scope(ctx, false).await?;
-    let ids = match selection {
-        Selection::Ids(ids) => ids,
-        Selection::Message(m) => {
-            let mut ids = Vec::new();
-            let request = crate::index::scan::ScanRequest {
-                query: records::failed_with(&scope.target, &m),
-                page_size: ctx.settings.scan_page.max(1),
-                source: Value::Bool(false),
-            };
-            ctx.index.refresh(&scope.index).await?;
-            let mut pages = std::pin::pin!(ctx.index.scan(&scope.index, request));
-            while let Some(page) = futures::TryStreamExt::try_next(&mut pages).await? {
-                ids.extend(page.into_iter().map(|d| d.id));
-            }
-            ids
-        }
+    let on = ctx.client_of(&scope.index).await?;
+    let query = match selection {
+        Selection::Ids(ids) => return retry_ids(ctx, on, broker, &scope, &ids).await,
+        Selection::Message(m) => records::failed_with(&scope.target, &m),
+        Selection::All => records::failed(&scope.target),
     };
+    // The ids first: clearing a record takes the document out of the
+    // selection, which a scan still open would then skip or repeat.
+    let mut ids = Vec::new();
+    let request = crate::index::scan::ScanRequest {
+        query,
+        page_size: ctx.settings.scan_page.max(1),
+        source: Value::Bool(false),
+    };
+    on.refresh(&scope.index).await?;
+    let mut pages = std::pin::pin!(on.scan(&scope.index, request));
+    while let Some(page) = futures::TryStreamExt::try_next(&mut pages).await? {
+        ids.extend(page.into_iter().map(|d| d.id));
+    }
+    retry_ids(ctx, on, broker, &scope, &ids).await
+}
+
+async fn retry_ids(
+    ctx: &Ctx,
+    on: &IndexClient,
+    broker: &Broker,
+    scope: &Scope,
+    ids: &[DocId],
+) -> Result<Retried, OpsError> {
     let mut cleared = 0;
     let mut queued = 0;
     for chunk in ids.chunks(ctx.settings.scan_page.max(1)) {
-        let ops: Vec<BulkOp> = chunk
-            .iter()
-            .map(|id| BulkOp::Update {
-                to: Target::Alias(ctx.aliases.current.clone()),
-                id: id.clone(),
-                partial: records::cleared(&scope.target),
-                seen: None,
-            })
-            .collect();
-        cleared += ctx
-            .index
-            .bulk(&ops)
-            .await?
-            .iter()
-            .filter(|i| i.result.is_ok())
-            .count();
+        cleared += reset(on, &scope.index, chunk, records::cleared(&scope.target)).await?;
         // Read again: the clearing changed _seq_no, and the processor
         // only writes documents unchanged since they were queued.
-        let docs = ctx.index.mget(&ctx.aliases.current, chunk).await?;
+        let docs = on.mget(&scope.index, chunk).await?;
         queued += publish_projections(&ctx.stores, broker, &scope.target, &docs).await?;
     }
     Ok(Retried { cleared, queued })
+}
+
+/// Applies the partial outcome record `partial` to `ids` in `index` in one
+/// bulk; the number of documents updated.
+pub(super) async fn reset(
+    on: &IndexClient,
+    index: &IndexName,
+    ids: &[DocId],
+    partial: Value,
+) -> Result<usize, OpsError> {
+    let ops: Vec<BulkOp> = ids
+        .iter()
+        .map(|id| BulkOp::Update {
+            to: Target::Index(index.clone()),
+            id: id.clone(),
+            partial: partial.clone(),
+            seen: None,
+        })
+        .collect();
+    Ok(on
+        .bulk(&ops)
+        .await?
+        .iter()
+        .filter(|i| i.result.is_ok())
+        .count())
 }

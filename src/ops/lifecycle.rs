@@ -3,6 +3,7 @@
 //! (one per cluster, in a safe order, when the migration goes to another
 //! cluster: `super::across`).
 
+use super::compare::Spec;
 pub use super::Changed;
 use super::{changed, healthy_state, OpsError};
 use crate::context::Ctx;
@@ -262,23 +263,47 @@ pub async fn progress(
 /// What `complete` checks before it switches.
 #[derive(Debug, Clone)]
 pub enum Gate {
-    /// Refuse while documents are unmigrated or failed, or while a sampled
-    /// verify of this many documents (0: none) finds differences.
+    /// Refuse while documents are unmigrated or failed, while a sampled
+    /// verify of this many documents (0: none) finds differences, or while
+    /// a search of `compare` is flagged.
     Checked {
         /// Documents the verify samples.
         verify_sample: usize,
+        /// Searches compared between Current and the new index.
+        compare: Option<Spec>,
     },
     /// Switch anyway, logging who asked and what was skipped.
     Forced {
         /// The operator, for the log line (a user name, or how they came in).
         by: String,
+        /// Searches that would have been compared (logged as skipped).
+        compare: Option<Spec>,
     },
 }
 
 impl Gate {
     /// The checked gate with a verify of `verify_sample` documents.
     pub fn checked(verify_sample: usize) -> Self {
-        Gate::Checked { verify_sample }
+        Gate::Checked {
+            verify_sample,
+            compare: None,
+        }
+    }
+
+    /// The gate forced by `by`.
+    pub fn forced(by: impl Into<String>) -> Self {
+        Gate::Forced {
+            by: by.into(),
+            compare: None,
+        }
+    }
+
+    /// The same gate, also comparing `spec`'s searches before the switch.
+    pub fn with_compare(mut self, spec: Option<Spec>) -> Self {
+        match &mut self {
+            Gate::Checked { compare, .. } | Gate::Forced { compare, .. } => *compare = spec,
+        }
+        self
     }
 }
 
@@ -290,7 +315,10 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
     let across = st.cluster_of(&current) != st.cluster_of(&target);
     let p = progress(ctx, &current, &target).await?;
     match &gate {
-        Gate::Checked { verify_sample } => {
+        Gate::Checked {
+            verify_sample,
+            compare,
+        } => {
             if p.to_go > 0 || p.failed > 0 {
                 return Err(OpsError::Refused(format!(
                     "{} documents are not migrated yet and {} failed (of {}). Wait for the workers, retry failures (`ferry failures`, `ferry failures retry`), or complete anyway with `ferry complete --force`",
@@ -307,9 +335,29 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
                     )));
                 }
             }
+            if let Some(spec) = compare {
+                let c = super::compare::compare(ctx, spec).await?;
+                if c.flagged > 0 {
+                    let names: Vec<&str> = c
+                        .results
+                        .iter()
+                        .filter(|r| r.flagged)
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    return Err(OpsError::Refused(format!(
+                        "{} of {} searches find different results in {target} (top-{} overlap below {}): {}; see `ferry compare`, or complete anyway with `ferry complete --force`",
+                        c.flagged,
+                        c.results.len(),
+                        c.top,
+                        c.min_overlap,
+                        names.join(", ")
+                    )));
+                }
+            }
         }
-        Gate::Forced { by } => {
-            tracing::warn!(by = %by, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, from = %current, to = %target, "migration completed with --force");
+        Gate::Forced { by, compare } => {
+            let skipped_searches = compare.as_ref().map_or(0, |c| c.queries.len());
+            tracing::warn!(by = %by, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, skipped_searches, from = %current, to = %target, "migration completed with --force");
         }
     }
     // Recorded first: if the switch then fails, a record naming an index

@@ -3,12 +3,14 @@
 //! do next.
 
 pub mod across;
+pub mod compare;
 pub mod failures;
 pub mod input;
 pub mod lifecycle;
 pub mod queue;
 pub mod status;
 pub mod throttle;
+pub mod trial;
 pub mod verify;
 
 use crate::context::Ctx;

@@ -21,6 +21,8 @@ pub const BUDGET: &str = "budget";
 pub const YIELDING: &str = "yielding";
 /// Name of the progress item (samples for rate and ETA).
 pub const PROGRESS: &str = "progress";
+/// Name of the latest search comparison item (`ferry compare`).
+pub const COMPARISON: &str = "comparison";
 /// How far back progress samples are kept.
 const SAMPLE_WINDOW_MS: u64 = 120_000;
 
@@ -289,6 +291,25 @@ impl Control {
         let at = number(&item, "at").unwrap_or(0);
         let recent = now_ms().saturating_sub(at) <= fresh.as_millis() as u64;
         Ok(text(&item, "why").filter(|_| recent))
+    }
+
+    /// Keeps the latest search comparison (its JSON report), for every
+    /// replica's page and API.
+    pub async fn set_comparison(&self, report: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("name", self.key(COMPARISON))
+            .item("report", AttributeValue::S(report.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("DynamoDB PutItem (comparison)", e))
+    }
+
+    /// The latest search comparison's JSON report, if one ran.
+    pub async fn comparison(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.get(COMPARISON).await?.and_then(|i| text(&i, "report")))
     }
 
     /// Puts `{attr: value}` under `name`, or deletes the item for `None`.
