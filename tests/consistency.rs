@@ -47,10 +47,23 @@ async fn seeds_of(base: u64, count: u64, plan_of: fn(u64) -> harness::Plan) {
         if std::env::var_os("FERRY_HARNESS_REPORT").is_some() {
             eprintln!("{}", out.report);
         }
+        if !out.problems.is_empty() {
+            // On stdout too: a runner that shows only the tail of stderr
+            // (the backtrace) still shows which seed failed and why.
+            println!(
+                "seed {seed}: {} problem(s), the first: {}",
+                out.problems.len(),
+                out.problems[0]
+            );
+        }
         assert!(
             out.problems.is_empty(),
             "inconsistency found\n{}",
             out.report
+        );
+        println!(
+            "seed {seed}: {:?}, {} ops, {} kill(s), {} completion(s), {} rollback(s)",
+            out.kind, out.ops, out.kills, out.completions, out.rollbacks
         );
         assert!(
             out.ops >= plan.ops,

@@ -4,6 +4,8 @@
 
 use super::auth::Authorized;
 use super::AppState;
+use crate::ops::audit::audited;
+use crate::ops::lifecycle::Simple;
 use crate::ops::{self, OpsError};
 use crate::types::DocId;
 use axum::extract::rejection::JsonRejection;
@@ -25,14 +27,17 @@ pub fn routes() -> Router<AppState> {
         .route("/api/record", get(record))
         .route("/api/verify", get(verify))
         .route("/api/start", post(start))
-        .route("/api/pause", post(|s, a| simple(s, a, Op::Pause)))
-        .route("/api/resume", post(|s, a| simple(s, a, Op::Resume)))
-        .route("/api/preview", post(|s, a| simple(s, a, Op::Preview)))
-        .route("/api/unpreview", post(|s, a| simple(s, a, Op::Unpreview)))
-        .route("/api/rollback", post(|s, a| simple(s, a, Op::Rollback)))
+        .route("/api/pause", post(|s, a| simple(s, a, Simple::Pause)))
+        .route("/api/resume", post(|s, a| simple(s, a, Simple::Resume)))
+        .route("/api/preview", post(|s, a| simple(s, a, Simple::Preview)))
+        .route(
+            "/api/unpreview",
+            post(|s, a| simple(s, a, Simple::Unpreview)),
+        )
+        .route("/api/rollback", post(|s, a| simple(s, a, Simple::Rollback)))
         .route(
             "/api/retire-source",
-            post(|s, a| simple(s, a, Op::RetireSource)),
+            post(|s, a| simple(s, a, Simple::RetireSource)),
         )
         .route("/api/complete", post(complete))
         .route("/api/abandon", post(abandon))
@@ -40,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/failures/retry", post(retry))
         .route("/api/throttle", get(throttle_get).post(throttle_set))
         .route("/api/compare", get(compare_get).post(compare_run))
+        .route("/api/history", get(history))
 }
 
 /// An operation's error as an HTTP answer: refusals are 409 with the reason.
@@ -148,35 +154,25 @@ struct StartBody {
 
 async fn start(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Option<Json<StartBody>>, JsonRejection>,
 ) -> ApiResult {
     let mapping = body(b)?
         .and_then(|b| b.0.mapping)
         .unwrap_or_else(|| st.ctx.settings.mapping.clone());
-    ok(ops::lifecycle::start(&st.ctx, &mapping).await?)
+    let work = ops::lifecycle::start(&st.ctx, &mapping);
+    ok(audited(
+        &st.ctx,
+        &who.by,
+        "start",
+        format!("mapping {mapping}"),
+        work,
+    )
+    .await?)
 }
 
-enum Op {
-    Pause,
-    Resume,
-    Preview,
-    Unpreview,
-    Rollback,
-    RetireSource,
-}
-
-async fn simple(State(st): State<AppState>, _: Authorized, op: Op) -> ApiResult {
-    let ctx = &st.ctx;
-    let done = match op {
-        Op::Pause => ops::lifecycle::pause(ctx).await?,
-        Op::Resume => ops::lifecycle::resume(ctx).await?,
-        Op::Preview => ops::lifecycle::preview(ctx).await?,
-        Op::Unpreview => ops::lifecycle::unpreview(ctx).await?,
-        Op::Rollback => ops::lifecycle::rollback(ctx).await?,
-        Op::RetireSource => ops::across::retire_source(ctx).await?,
-    };
-    ok(done)
+async fn simple(State(st): State<AppState>, who: Authorized, op: Simple) -> ApiResult {
+    ok(ops::lifecycle::simple(&st.ctx, op, &who.by).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,15 +188,22 @@ struct CompleteBody {
 
 async fn complete(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Option<Json<CompleteBody>>, JsonRejection>,
 ) -> ApiResult {
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
-    let by =
-        b.by.or_else(|| Some("an admin API caller (no `by` given)".into()));
+    let by = b.by.unwrap_or(who.by);
+    let detail = format!(
+        "force {}, verify sample {}, {} search(es) compared",
+        b.force,
+        b.verify_sample
+            .map_or("default".to_string(), |n| n.to_string()),
+        b.compare.as_ref().map_or(0, |c| c.queries.len())
+    );
     let compare = b.compare.map(CompareBody::spec).transpose()?;
-    let gate = ops::input::gate(b.force, by, b.verify_sample).with_compare(compare);
-    ok(ops::lifecycle::complete(&st.ctx, gate).await?)
+    let gate = ops::input::gate(b.force, Some(by.clone()), b.verify_sample).with_compare(compare);
+    let work = ops::lifecycle::complete(&st.ctx, gate);
+    ok(audited(&st.ctx, &by, "complete", detail, work).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,11 +214,13 @@ struct AbandonBody {
 
 async fn abandon(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Option<Json<AbandonBody>>, JsonRejection>,
 ) -> ApiResult {
     let b = body(b)?.map(|b| b.0).unwrap_or_default();
-    ok(ops::lifecycle::abandon(&st.ctx, b.delete_index).await?)
+    let detail = format!("delete index {}", b.delete_index);
+    let work = ops::lifecycle::abandon(&st.ctx, b.delete_index);
+    ok(audited(&st.ctx, &who.by, "abandon", detail, work).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +241,7 @@ struct IdsBody {
 
 async fn queue(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
@@ -256,11 +261,19 @@ async fn queue(
         .broker()
         .await
         .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
+    let ctx = &st.ctx;
     match selector {
         Some(query) => {
-            ok(ops::queue::queue_matching(&st.ctx, &broker, query, &mut |_, _| {}).await?)
+            let detail = format!("query {query}");
+            let mut quiet = |_, _| {};
+            let work = ops::queue::queue_matching(ctx, &broker, query, &mut quiet);
+            ok(audited(ctx, &who.by, "queue", detail, work).await?)
         }
-        None => ok(ops::queue::queue(&st.ctx, &broker, &ids).await?),
+        None => {
+            let detail = format!("{} id(s)", ids.len());
+            let work = ops::queue::queue(ctx, &broker, &ids);
+            ok(audited(ctx, &who.by, "queue", detail, work).await?)
+        }
     }
 }
 
@@ -282,6 +295,17 @@ impl CompareBody {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// The operations record, newest first (`?limit=`, default 20).
+async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(ops::audit::DEFAULT_LIMIT);
+    ok(ops::audit::history(&st.ctx, limit).await?)
+}
+
 /// The latest comparison (`null` when none ran).
 async fn compare_get(State(st): State<AppState>) -> ApiResult {
     ok(ops::compare::latest(&st.ctx).await?)
@@ -299,7 +323,7 @@ async fn compare_run(
 
 async fn retry(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Json<IdsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
@@ -308,7 +332,9 @@ async fn retry(
         .broker()
         .await
         .ok_or_else(|| OpsError::Refused("the broker is unreachable".into()))?;
-    ok(ops::failures::retry(&st.ctx, &broker, selection).await?)
+    let detail = selection.describe();
+    let work = ops::failures::retry(&st.ctx, &broker, selection);
+    ok(audited(&st.ctx, &who.by, "failures retry", detail, work).await?)
 }
 
 async fn throttle_get(State(st): State<AppState>) -> ApiResult {
@@ -336,21 +362,40 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>
 
 async fn throttle_set(
     State(st): State<AppState>,
-    _: Authorized,
+    who: Authorized,
     b: Result<Json<ThrottleBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(b) = body(b)?;
-    let mut done = None;
-    if let Some(raw) = b.edit_latency {
-        let budget = raw
-            .parse::<crate::config::LatencyBudget>()
-            .map_err(|e| OpsError::Invalid(format!("edit_latency: {e}")))?;
-        done = Some(ops::throttle::set_budget(&st.ctx, budget).await?);
-    }
-    match (b.max_docs_per_second, done) {
-        (Some(cap), _) => ok(ops::throttle::set(&st.ctx, cap).await?),
-        (None, Some(d)) => ok(d),
-        // Neither given: as before, an empty body removes the cap.
-        (None, None) => ok(ops::throttle::set(&st.ctx, None).await?),
-    }
+    let ctx = &st.ctx;
+    let budget = b
+        .edit_latency
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<crate::config::LatencyBudget>()
+                .map_err(|e| OpsError::Invalid(format!("edit_latency: {e}")))
+        })
+        .transpose()?;
+    let detail = format!(
+        "edit latency {}, max docs/s {}",
+        budget.map_or("unchanged".into(), |b| b.to_string()),
+        match b.max_docs_per_second {
+            Some(Some(c)) => c.to_string(),
+            Some(None) => "off".into(),
+            None if budget.is_some() => "unchanged".into(),
+            None => "off".into(),
+        }
+    );
+    let work = async {
+        let mut done = None;
+        if let Some(budget) = budget {
+            done = Some(ops::throttle::set_budget(ctx, budget).await?);
+        }
+        match (b.max_docs_per_second, done) {
+            (Some(cap), _) => ops::throttle::set(ctx, cap).await,
+            (None, Some(d)) => Ok(d),
+            // Neither given: as before, an empty body removes the cap.
+            (None, None) => ops::throttle::set(ctx, None).await,
+        }
+    };
+    ok(audited(ctx, &who.by, "throttle", detail, work).await?)
 }

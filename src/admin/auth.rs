@@ -29,17 +29,31 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Proof that a request carried the admin token. Every state-changing API
-/// handler takes it as its first argument, so the token is checked before
-/// the body is read: without it, a malformed body is a 401 like any other.
-pub struct Authorized;
+/// Proof that a request carried the admin token, with who sent it (the
+/// `X-Ferry-By` header, for the operations record). Every state-changing
+/// API handler takes it as its first argument, so the token is checked
+/// before the body is read: without it, a malformed body is a 401 like any
+/// other.
+pub struct Authorized {
+    /// The caller, as the `X-Ferry-By` header names them.
+    pub by: String,
+}
+
+/// The header naming the caller of a state-changing request.
+pub const BY_HEADER: &str = "x-ferry-by";
 
 impl FromRequestParts<AppState> for Authorized {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
         if token_ok(&st.ctx.settings.admin_token, bearer(&parts.headers)) {
-            Ok(Authorized)
+            let by = parts
+                .headers
+                .get(BY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or("an admin API caller (no X-Ferry-By given)");
+            Ok(Authorized { by: by.to_string() })
         } else {
             Err(unauthorized())
         }

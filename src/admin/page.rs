@@ -1,6 +1,6 @@
 //! The support web page: status with progress, failures grouped by message
 //! with example ids, lookup by document id, retry buttons (token required),
-//! the latest search comparison.
+//! the latest search comparison, the operations record.
 //! Plain server-rendered HTML; maud escapes every value.
 
 use super::auth::token_ok;
@@ -8,6 +8,7 @@ use super::AppState;
 use crate::context::pace::PaceState;
 use crate::index::records::Outcome;
 use crate::ops::{self, compare::Comparison, failures::Overview, status::Status, OpsError};
+use crate::stores::control::{AuditEntry, AuditOutcome};
 use crate::types::{DocId, IndexName};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -44,6 +45,7 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
         Err(e) => Err(e),
     };
     let comparison = ops::compare::latest(&st.ctx).await;
+    let history = ops::audit::history(&st.ctx, ops::audit::DEFAULT_LIMIT).await;
     let lookup = match q.id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(match DocId::parse(raw) {
@@ -78,6 +80,12 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
                     Ok(Some(o)) => (failures_block(o, q.historical)),
                     Ok(None) => p { "No migration to show failures for." },
                     Err(e) => p.bad { "failures unavailable: " (e.to_string()) },
+                }
+                h2 { "History" }
+                @match &history {
+                    Ok(h) if h.is_empty() => p { "No operator action recorded yet." },
+                    Ok(h) => (history_block(h)),
+                    Err(e) => p.bad { "history unavailable: " (e.to_string()) },
                 }
                 h2 { "Search comparison" }
                 @match &comparison {
@@ -128,6 +136,24 @@ fn status_block(s: &Status) -> Markup {
             @if let Some(q) = &s.queues { tr { th { "Queues" } td { "high " (q.high) ", migration " (q.low) ", dead letters " (q.dead_letters) } } }
             @if let Some(why) = &s.yielding { tr { th { "Yielding" } td #yielding { (why) } } }
             tr { th { "Scanner" } td { @match &s.lease { Some(l) => (l.owner), None => "none" } } }
+        }
+    }
+}
+
+/// The operations record, newest first.
+fn history_block(entries: &[AuditEntry]) -> Markup {
+    html! {
+        table #history {
+            tr { th { "When" } th { "Who" } th { "What" } th { "Outcome" } th { "Message" } }
+            @for e in entries {
+                tr.action {
+                    td { (chrono::DateTime::from_timestamp_millis(e.at_ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()) }
+                    td.by { (e.by) }
+                    td.what { (e.action) @if !e.detail.is_empty() { " (" (e.detail) ")" } }
+                    td.outcome { @if e.outcome == AuditOutcome::Done { "done" } @else { span.bad { (format!("{:?}", e.outcome).to_lowercase()) } } }
+                    td { (e.message) }
+                }
+            }
         }
     }
 }
@@ -227,7 +253,9 @@ async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response
     let Some(broker) = st.broker().await else {
         return flash("the broker is unreachable; nothing was retried");
     };
-    match ops::failures::retry(&st.ctx, &broker, selection).await {
+    let detail = selection.describe();
+    let work = ops::failures::retry(&st.ctx, &broker, selection);
+    match ops::audit::audited(&st.ctx, PAGE_CALLER, "failures retry", detail, work).await {
         Ok(r) => flash(&format!(
             "cleared {} record(s), queued {} document(s) again",
             r.cleared, r.queued
@@ -235,6 +263,10 @@ async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response
         Err(e) => flash(&format!("retry failed: {e}")),
     }
 }
+
+/// Who the operations record names for the page's buttons (they carry the
+/// token, not a name).
+const PAGE_CALLER: &str = "the support page";
 
 fn flash(msg: &str) -> Response {
     Redirect::to(&format!("/?msg={}", crate::index::client::segment(msg))).into_response()

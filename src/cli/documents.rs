@@ -5,6 +5,7 @@
 use super::{broker, done, output, Failure, Outcome};
 use anyhow::Context as _;
 use ferry::context::Ctx;
+use ferry::ops::audit::audited;
 use ferry::ops::input;
 use ferry::queue::{DocKind, DocMessage};
 
@@ -84,24 +85,27 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs, json: bool) -> Outcome {
     done()
 }
 
-pub async fn queue(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
+pub async fn queue(ctx: &Ctx, a: QueueArgs, json: bool, by: &str) -> Outcome {
     if a.query.is_some() || a.since.is_some() || a.until.is_some() {
-        return queue_matching(ctx, a, json).await;
+        return queue_matching(ctx, a, json, by).await;
     }
     let ids = match a.file {
         Some(path) => input::ids_from_lines(&read(&path).map_err(Failure::Other)?)?,
         None => input::ids(&a.ids)?,
     };
     let b = broker(ctx).await?;
-    let q = ferry::ops::queue::queue(ctx, &b, &ids).await?;
+    let detail = format!("{} id(s)", ids.len());
+    let work = ferry::ops::queue::queue(ctx, &b, &ids);
+    let q = audited(ctx, by, "queue", detail, work).await?;
     b.close().await;
     output::queued(json, &q);
     done()
 }
 
 /// `queue --query` / `--since` / `--until`, with a progress bar.
-async fn queue_matching(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
+async fn queue_matching(ctx: &Ctx, a: QueueArgs, json: bool, by: &str) -> Outcome {
     let query = input::selector(a.query.as_deref(), a.since.as_deref(), a.until.as_deref())?;
+    let detail = format!("query {query}");
     let b = broker(ctx).await?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -112,7 +116,8 @@ async fn queue_matching(ctx: &Ctx, a: QueueArgs, json: bool) -> Outcome {
         bar.set_length(matched);
         bar.set_position(done as u64);
     };
-    let q = ferry::ops::queue::queue_matching(ctx, &b, query, &mut progress).await;
+    let work = ferry::ops::queue::queue_matching(ctx, &b, query, &mut progress);
+    let q = audited(ctx, by, "queue", detail, work).await;
     bar.finish_and_clear();
     b.close().await;
     output::queued_by_query(json, &q?);

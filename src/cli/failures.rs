@@ -41,7 +41,7 @@ enum Action {
     },
 }
 
-pub async fn run(ctx: &Ctx, a: FailuresArgs, json: bool) -> Outcome {
+pub async fn run(ctx: &Ctx, a: FailuresArgs, json: bool, by: &str) -> Outcome {
     match a.action {
         None => {
             let scope = ops::failures::scope(ctx, a.historical).await?;
@@ -60,8 +60,10 @@ pub async fn run(ctx: &Ctx, a: FailuresArgs, json: bool) -> Outcome {
         }
         Some(Action::Retry { message, all, ids }) => {
             let selection = input::selection(all, message, &ids)?;
+            let detail = selection.describe();
             let b = broker(ctx).await?;
-            let r = ops::failures::retry(ctx, &b, selection).await?;
+            let work = ops::failures::retry(ctx, &b, selection);
+            let r = ops::audit::audited(ctx, by, "failures retry", detail, work).await?;
             b.close().await;
             output::retried(json, &r);
         }

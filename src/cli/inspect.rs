@@ -1,5 +1,5 @@
-//! `status`, `verify` and `throttle`: looking at a migration and setting
-//! its speed cap.
+//! `status`, `verify`, `history` and `throttle`: looking at a migration
+//! and what operators did to it, and setting its speed cap.
 
 use super::{done, output, Outcome};
 use ferry::context::Ctx;
@@ -24,6 +24,14 @@ pub struct VerifyArgs {
     /// Compare every document and both id sets.
     #[arg(long)]
     all: bool,
+}
+
+/// `ferry history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Entries to show, newest first.
+    #[arg(long, default_value_t = ops::audit::DEFAULT_LIMIT)]
+    limit: usize,
 }
 
 /// `ferry throttle`.
@@ -62,13 +70,30 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs, json: bool) -> Outcome {
     }
 }
 
-pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool) -> Outcome {
-    if let Some(b) = a.edit_latency {
-        ops::throttle::set_budget(ctx, b).await?;
-    }
-    let cap = match (a.max_docs_per_second, a.off) {
-        (None, false) => ops::throttle::get(ctx).await?,
-        (cap, _) => ops::throttle::set(ctx, cap).await?,
+pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool, by: &str) -> Outcome {
+    let changes = a.edit_latency.is_some() || a.max_docs_per_second.is_some() || a.off;
+    let cap = if changes {
+        let detail = format!(
+            "edit latency {}, max docs/s {}",
+            a.edit_latency.map_or("unchanged".into(), |b| b.to_string()),
+            match (a.max_docs_per_second, a.off) {
+                (Some(c), _) => c.to_string(),
+                (None, true) => "off".into(),
+                (None, false) => "unchanged".into(),
+            }
+        );
+        let work = async {
+            if let Some(b) = a.edit_latency {
+                ops::throttle::set_budget(ctx, b).await?;
+            }
+            match (a.max_docs_per_second, a.off) {
+                (None, false) => ops::throttle::get(ctx).await,
+                (cap, _) => ops::throttle::set(ctx, cap).await,
+            }
+        };
+        ops::audit::audited(ctx, by, "throttle", detail, work).await?
+    } else {
+        ops::throttle::get(ctx).await?
     };
     let speed = match cap.max_docs_per_second {
         Some(c) => format!("migration capped at {c} documents/s for the whole cluster"),
@@ -85,5 +110,11 @@ pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool) -> Outcome {
         cap.next
     );
     output::line(json, &serde_json::to_value(&cap).unwrap_or_default(), &text);
+    done()
+}
+
+pub async fn history(ctx: &Ctx, a: HistoryArgs, json: bool) -> Outcome {
+    let entries = ops::audit::history(ctx, a.limit).await?;
+    output::history(json, &entries);
     done()
 }

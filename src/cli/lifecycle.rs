@@ -4,6 +4,7 @@
 
 use super::{done, output, Outcome};
 use ferry::context::Ctx;
+use ferry::ops::audit::audited;
 use ferry::ops::{input, lifecycle};
 
 /// `ferry start`.
@@ -40,58 +41,40 @@ pub struct AbandonArgs {
     delete_index: bool,
 }
 
-pub async fn start(ctx: &Ctx, a: StartArgs, json: bool) -> Outcome {
+pub async fn start(ctx: &Ctx, a: StartArgs, json: bool, by: &str) -> Outcome {
     let mapping = a.mapping.unwrap_or_else(|| ctx.settings.mapping.clone());
-    output::changed(json, &lifecycle::start(ctx, &mapping).await?);
+    let detail = format!("mapping {mapping}");
+    let c = audited(ctx, by, "start", detail, lifecycle::start(ctx, &mapping)).await?;
+    output::changed(json, &c);
     done()
 }
 
-pub async fn complete(ctx: &Ctx, a: CompleteArgs, json: bool) -> Outcome {
-    let compare = a.compare.map(|f| a.limits.spec(&f)).transpose()?;
-    let gate = input::gate(a.force, Some(operator()), Some(a.verify_sample)).with_compare(compare);
-    output::changed(json, &lifecycle::complete(ctx, gate).await?);
+pub async fn complete(ctx: &Ctx, a: CompleteArgs, json: bool, by: &str) -> Outcome {
+    let compare = a.compare.as_ref().map(|f| a.limits.spec(f)).transpose()?;
+    let detail = format!(
+        "force {}, verify sample {}{}",
+        a.force,
+        a.verify_sample,
+        a.compare
+            .as_ref()
+            .map(|f| format!(", compare {f}"))
+            .unwrap_or_default()
+    );
+    let gate =
+        input::gate(a.force, Some(by.to_string()), Some(a.verify_sample)).with_compare(compare);
+    let c = audited(ctx, by, "complete", detail, lifecycle::complete(ctx, gate)).await?;
+    output::changed(json, &c);
     done()
 }
 
-pub async fn abandon(ctx: &Ctx, a: AbandonArgs, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::abandon(ctx, a.delete_index).await?);
+pub async fn abandon(ctx: &Ctx, a: AbandonArgs, json: bool, by: &str) -> Outcome {
+    let detail = format!("delete index {}", a.delete_index);
+    let work = lifecycle::abandon(ctx, a.delete_index);
+    output::changed(json, &audited(ctx, by, "abandon", detail, work).await?);
     done()
 }
 
-pub async fn pause(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::pause(ctx).await?);
+pub async fn simple(ctx: &Ctx, op: lifecycle::Simple, json: bool, by: &str) -> Outcome {
+    output::changed(json, &lifecycle::simple(ctx, op, by).await?);
     done()
-}
-
-pub async fn resume(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::resume(ctx).await?);
-    done()
-}
-
-pub async fn preview(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::preview(ctx).await?);
-    done()
-}
-
-pub async fn unpreview(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::unpreview(ctx).await?);
-    done()
-}
-
-pub async fn rollback(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &lifecycle::rollback(ctx).await?);
-    done()
-}
-
-pub async fn retire_source(ctx: &Ctx, json: bool) -> Outcome {
-    output::changed(json, &ferry::ops::across::retire_source(ctx).await?);
-    done()
-}
-
-/// Whoever ran the command, through sudo or not (for a forced completion's
-/// log line).
-fn operator() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Who runs the command, for the operations record (`ferry history`;
+    /// default: the user, through sudo or not).
+    #[arg(long, env = "FERRY_BY", global = true)]
+    pub by: Option<String>,
     /// Write logs as JSON lines (for log shippers).
     #[arg(long, env = "FERRY_LOG_JSON", global = true)]
     pub log_json: bool,
@@ -91,6 +95,8 @@ pub enum Command {
     /// Run named searches against Current and the migration index and
     /// compare their top hits; exits 1 when a search is flagged.
     Compare(checks::CompareCommand),
+    /// Show the operations record: who did what and when, newest first.
+    History(inspect::HistoryArgs),
     /// Compare the target index with a fresh projection of the stores;
     /// exits 1 when anything differs.
     Verify(inspect::VerifyArgs),
@@ -148,8 +154,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         ferry::app::run_until_signalled(cli.settings).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    let by = cli.by.clone().unwrap_or_else(operator);
     let ctx = Ctx::new(cli.settings).await?;
-    match run(&ctx, cli.command, json).await {
+    match run(&ctx, cli.command, json, &by).await {
         Ok(code) => Ok(code),
         Err(Failure::Ops(OpsError::Refused(why))) => {
             output::refusal(json, &why);
@@ -160,7 +167,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failure> {
+/// Whoever ran the command, through sudo or not.
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn run(ctx: &Ctx, command: Command, json: bool, by: &str) -> Result<ExitCode, Failure> {
+    use ferry::ops::lifecycle::Simple;
     use Command::*;
     match command {
         Worker => unreachable!("handled before"),
@@ -169,22 +184,23 @@ async fn run(ctx: &Ctx, command: Command, json: bool) -> Result<ExitCode, Failur
         Bench(opts) => local::bench(ctx, &opts, json).await,
         Demo(a) => local::demo(ctx, a, json).await,
         Publish(a) => documents::publish(ctx, a, json).await,
-        Queue(a) => documents::queue(ctx, a, json).await,
+        Queue(a) => documents::queue(ctx, a, json, by).await,
         Status(a) => inspect::status(ctx, a, json).await,
-        Throttle(a) => inspect::throttle(ctx, a, json).await,
+        Throttle(a) => inspect::throttle(ctx, a, json, by).await,
+        History(a) => inspect::history(ctx, a, json).await,
         Verify(a) => inspect::verify(ctx, a, json).await,
         Trial(a) => checks::trial(ctx, a, json).await,
         Compare(a) => checks::compare(ctx, a, json).await,
-        Failures(a) => failures::run(ctx, a, json).await,
-        Start(a) => lifecycle::start(ctx, a, json).await,
-        Complete(a) => lifecycle::complete(ctx, a, json).await,
-        Abandon(a) => lifecycle::abandon(ctx, a, json).await,
-        Pause => lifecycle::pause(ctx, json).await,
-        Resume => lifecycle::resume(ctx, json).await,
-        Preview => lifecycle::preview(ctx, json).await,
-        Unpreview => lifecycle::unpreview(ctx, json).await,
-        Rollback => lifecycle::rollback(ctx, json).await,
-        RetireSource => lifecycle::retire_source(ctx, json).await,
+        Failures(a) => failures::run(ctx, a, json, by).await,
+        Start(a) => lifecycle::start(ctx, a, json, by).await,
+        Complete(a) => lifecycle::complete(ctx, a, json, by).await,
+        Abandon(a) => lifecycle::abandon(ctx, a, json, by).await,
+        Pause => lifecycle::simple(ctx, Simple::Pause, json, by).await,
+        Resume => lifecycle::simple(ctx, Simple::Resume, json, by).await,
+        Preview => lifecycle::simple(ctx, Simple::Preview, json, by).await,
+        Unpreview => lifecycle::simple(ctx, Simple::Unpreview, json, by).await,
+        Rollback => lifecycle::simple(ctx, Simple::Rollback, json, by).await,
+        RetireSource => lifecycle::simple(ctx, Simple::RetireSource, json, by).await,
     }
 }
 

@@ -12,6 +12,7 @@ use ferry::ops::verify::Report;
 use ferry::ops::OpsError;
 use ferry::queue::Broker;
 use ferry::seed::Seeded;
+use ferry::stores::control::AuditEntry;
 use ferry::types::IndexName;
 use serde::Serialize;
 
@@ -234,6 +235,32 @@ pub fn queued_by_query(json: bool, q: &QueuedByQuery) {
         "{} document(s) matched; cleared {} outcome record(s) and queued {} for migration into {}",
         q.matched, q.cleared, q.queued, q.target
     );
+}
+
+pub fn history(json: bool, entries: &[AuditEntry]) {
+    if json {
+        return json_out(&entries);
+    }
+    if entries.is_empty() {
+        println!("no operator action recorded yet");
+    }
+    for e in entries {
+        let at = chrono::DateTime::from_timestamp_millis(e.at_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let detail = if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", e.detail)
+        };
+        println!(
+            "{at}  {:<8} {:<15} {}{detail}: {}",
+            format!("{:?}", e.outcome).to_lowercase(),
+            e.action,
+            e.by,
+            e.message
+        );
+    }
 }
 
 pub fn retried(json: bool, r: &Retried) {

@@ -191,6 +191,17 @@ pub enum Selection {
     Ids(Vec<DocId>),
 }
 
+impl Selection {
+    /// One line for the operations record.
+    pub fn describe(&self) -> String {
+        match self {
+            Selection::All => "all failures".into(),
+            Selection::Message(m) => format!("message {m:?}"),
+            Selection::Ids(ids) => format!("{} id(s)", ids.len()),
+        }
+    }
+}
+
 /// Clears failure records and queues the documents again.
 pub async fn retry(ctx: &Ctx, broker: &Broker, selection: Selection) -> Result<Retried, OpsError> {
     let scope = scope(ctx, false).await?;

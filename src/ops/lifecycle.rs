@@ -551,3 +551,49 @@ pub async fn rollback(ctx: &Ctx) -> Result<Changed, OpsError> {
         &historical,
     ))
 }
+
+/// A change of state without arguments, named as the CLI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simple {
+    /// `pause`.
+    Pause,
+    /// `resume`.
+    Resume,
+    /// `preview`.
+    Preview,
+    /// `unpreview`.
+    Unpreview,
+    /// `rollback`.
+    Rollback,
+    /// `retire-source`.
+    RetireSource,
+}
+
+impl Simple {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simple::Pause => "pause",
+            Simple::Resume => "resume",
+            Simple::Preview => "preview",
+            Simple::Unpreview => "unpreview",
+            Simple::Rollback => "rollback",
+            Simple::RetireSource => "retire-source",
+        }
+    }
+}
+
+/// Runs `op` for `by`, recorded in the operations record.
+pub async fn simple(ctx: &Ctx, op: Simple, by: &str) -> Result<Changed, OpsError> {
+    let work = async {
+        match op {
+            Simple::Pause => pause(ctx).await,
+            Simple::Resume => resume(ctx).await,
+            Simple::Preview => preview(ctx).await,
+            Simple::Unpreview => unpreview(ctx).await,
+            Simple::Rollback => rollback(ctx).await,
+            Simple::RetireSource => super::across::retire_source(ctx).await,
+        }
+    };
+    super::audit::audited(ctx, by, op.name(), String::new(), work).await
+}

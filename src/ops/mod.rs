@@ -3,6 +3,7 @@
 //! do next.
 
 pub mod across;
+pub mod audit;
 pub mod compare;
 pub mod failures;
 pub mod input;

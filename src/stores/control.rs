@@ -1,7 +1,12 @@
 //! The control table in DynamoDB: the scan lease (one scanner across all
 //! replicas), the record of the last completion (for the rollback window),
 //! progress samples, and the operator's pace settings (cap, edit latency
-//! budget) with the workers' latest reason for yielding.
+//! budget) with the workers' latest reason for yielding, the latest search
+//! comparison, and the operations record ([`audit`]).
+
+mod audit;
+
+pub use audit::{AuditEntry, AuditOutcome};
 
 use super::aws::{sdk_error, StoreError};
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,0 +1,131 @@
+//! The operations record (issue #21): every state-changing action, from
+//! the CLI or the admin API, leaves exactly one entry with who, what and
+//! the outcome, also when refused; `ferry history` and `GET /api/history`
+//! read it back newest first.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::admin::Admin;
+use support::TestEnv;
+
+const TOKEN: &str = "record-token";
+
+/// (action, by, outcome) of each entry, newest first.
+fn summary(entries: &Value) -> Vec<(String, String, String)> {
+    entries
+        .as_array()
+        .expect("a list of entries")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("action"), s("by"), s("outcome"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_leaves_one_entry_also_when_refused_and_over_the_api() {
+    let env = TestEnv::new("rec").await;
+    env.seed(10, 0).await;
+    let cli = |args: &'static [&'static str]| env.cli(args);
+
+    // Reads are not recorded.
+    assert_eq!(cli(&["status"]).await.0, 0);
+    assert_eq!(cli(&["throttle"]).await.0, 0);
+    let (code, out, _) = cli(&["history", "--json"]).await;
+    assert_eq!((code, out.trim()), (0, "[]"));
+
+    assert_eq!(cli(&["--by", "ann", "start"]).await.0, 0);
+    let (code, _, err) = cli(&["--by", "ann", "start"]).await;
+    assert_eq!(code, 1, "a second start is refused: {err}");
+    assert_eq!(cli(&["--by", "bo", "pause"]).await.0, 0);
+    let (code, _, err) = cli(&["--by", "bo", "throttle", "--max-docs-per-second", "50"]).await;
+    assert_eq!(code, 0, "{err}");
+    // Nothing is migrated while paused without workers: the gate refuses.
+    let (code, _, err) = cli(&["--by", "bo", "complete", "--verify-sample", "0"]).await;
+    assert_eq!(code, 1, "{err}");
+
+    let admin = Admin::start(&env, &[("FERRY_ADMIN_TOKEN", TOKEN)]).await;
+    let post = |path: &'static str, by: Option<&'static str>, body: Value| {
+        let mut req = admin
+            .http
+            .post(admin.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body);
+        if let Some(by) = by {
+            req = req.header("X-Ferry-By", by);
+        }
+        async move { req.send().await.expect("POST").status().as_u16() }
+    };
+    assert_eq!(post("/api/resume", Some("cy"), json!({})).await, 200);
+    assert_eq!(
+        post(
+            "/api/throttle",
+            Some("cy"),
+            json!({"edit_latency": "250ms"})
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post("/api/abandon", Some("cy"), json!({"delete_index": true})).await,
+        200
+    );
+    assert_eq!(
+        post("/api/pause", None, json!({})).await,
+        409,
+        "nothing to pause"
+    );
+    // Without the token nothing runs and nothing is recorded.
+    let (status, _, _) = admin.post("/api/resume", None, None).await;
+    assert_eq!(status, 401);
+
+    let api = "an admin API caller (no X-Ferry-By given)";
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("pause", api, "refused"),
+        ("abandon", "cy", "done"),
+        ("throttle", "cy", "done"),
+        ("resume", "cy", "done"),
+        ("complete", "bo", "refused"),
+        ("throttle", "bo", "done"),
+        ("pause", "bo", "done"),
+        ("start", "ann", "refused"),
+        ("start", "ann", "done"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .into_iter()
+        .map(|(a, b, c)| (a.into(), b.into(), c.into()))
+        .collect();
+
+    let (code, out, err) = cli(&["history", "--limit", "50", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let entries: Value = serde_json::from_str(&out).expect("history JSON");
+    assert_eq!(summary(&entries), expected, "{entries:#}");
+    let first_start = &entries[8];
+    assert!(
+        first_start["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("mapping")),
+        "{first_start}"
+    );
+    assert!(
+        entries[7]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already in progress")),
+        "a refusal says why: {}",
+        entries[7]
+    );
+    assert_eq!(
+        entries[5]["detail"],
+        "edit latency unchanged, max docs/s 50"
+    );
+    let (status, latest) = admin.get("/api/history", &[("limit", "3")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(summary(&latest), expected[..3].to_vec());
+
+    let (code, out, _) = cli(&["history", "--limit", "2"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("refused  pause"), "{out}");
+}
