@@ -129,3 +129,81 @@ async fn every_action_leaves_one_entry_also_when_refused_and_over_the_api() {
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains("refused  pause"), "{out}");
 }
+
+/// Creates `index` (with `alias`, if given) on the source cluster.
+async fn create(env: &TestEnv, index: &str, alias: Option<&str>) {
+    let mut body = json!({ "settings": { "number_of_shards": 1 } });
+    if let Some(a) = alias {
+        body["aliases"] = json!({ a: {} });
+    }
+    env.ctx
+        .index
+        .create_index(&ferry::types::IndexName::parse(index).expect("name"), &body)
+        .await
+        .expect("create index");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_only_unaliased_ferry_indices_old_enough() {
+    let env = TestEnv::new("cln").await;
+    env.seed(5, 0).await;
+    let current = env.current_index().await.to_string();
+    let (old, aliased) = (format!("{}_old", env.name), format!("{}_aliased", env.name));
+    let other = format!("{}x_elsewhere", env.name);
+    create(&env, &old, None).await;
+    create(&env, &aliased, Some(&format!("{}_someone", env.name))).await;
+    // Another deployment's index: not ferry's prefix.
+    create(&env, &other, None).await;
+
+    let (code, out, err) = env.cli(&["status"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cleanup:    1 index(es) no alias names"),
+        "{out}"
+    );
+    let (code, out, _) = env.cli(&["cleanup", "--json"]).await;
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&out).expect("JSON");
+    let names: Vec<&str> = listed["found"]
+        .as_array()
+        .expect("found")
+        .iter()
+        .map(|l| l["index"].as_str().expect("index"))
+        .collect();
+    assert_eq!(names, vec![old.as_str()]);
+
+    // Too young for the default minimum age: kept.
+    let (code, out, _) = env.cli(&["cleanup", "--yes", "--json"]).await;
+    assert_eq!(code, 0);
+    let r: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (r["deleted"].clone(), r["kept"].clone()),
+        (json!([]), json!([old]))
+    );
+
+    let (code, out, err) = env
+        .cli(&["--by", "dee", "cleanup", "--yes", "--min-age", "0s"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted 1 index(es)"), "{out}");
+    let left = support::docs::own_indices(&env).await;
+    assert!(!left.contains(&old), "{left:?}");
+    for kept in [&current, &aliased, &other] {
+        assert!(left.contains(kept), "{kept} deleted: {left:?}");
+    }
+    let (_, out, _) = env.cli(&["status"]).await;
+    assert!(!out.contains("cleanup:"), "{out}");
+    let (_, out, _) = env.cli(&["history", "--json"]).await;
+    let h: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        summary(&h),
+        vec![
+            ("cleanup".into(), "dee".into(), "done".into()),
+            (
+                "cleanup".into(),
+                h[1]["by"].as_str().unwrap_or_default().into(),
+                "done".into()
+            ),
+        ]
+    );
+}

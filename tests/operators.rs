@@ -1041,7 +1041,10 @@ async fn bad_arguments_exit_non_zero_with_usage() {
 
     let (code, _, err) = env.cli(&["queue"]).await;
     assert_eq!(code, 2, "{err}");
-    assert_mentions(&err, &["<IDS>", "Usage: ferry queue"]);
+    assert_mentions(
+        &err,
+        &["<IDS|--file <FILE>|--query <QUERY>", "Usage: ferry queue"],
+    );
 
     let (code, _, err) = env.cli(&["queue", "a", "--file", "ids.txt"]).await;
     assert_eq!(code, 2, "{err}");
@@ -1291,7 +1294,7 @@ async fn mutations_need_the_token() {
         (code, r),
         (
             400,
-            json!({ "invalid": "name document ids, or a failure message" })
+            json!({ "invalid": "name document ids, a failure message, or all failures" })
         )
     );
     let unknown = format!("{}-nope", env.name);

@@ -135,6 +135,7 @@ fn status_block(s: &Status) -> Markup {
             @if let Some(r) = s.rate_per_second { tr { th { "Rate" } td { (format!("{r:.0} docs/s")) @if let Some(e) = s.eta_seconds { ", about " (humantime::format_duration(std::time::Duration::from_secs(e)).to_string()) " to go" } } } }
             @if let Some(q) = &s.queues { tr { th { "Queues" } td { "high " (q.high) ", migration " (q.low) ", dead letters " (q.dead_letters) } } }
             @if let Some(why) = &s.yielding { tr { th { "Yielding" } td #yielding { (why) } } }
+            @if !s.unaliased.is_empty() { tr { th { "Cleanup" } td #unaliased { (s.unaliased.len()) " index(es) no alias names: " code { (s.unaliased.join(", ")) } " (" code { "ferry cleanup" } ")" } } }
             tr { th { "Scanner" } td { @match &s.lease { Some(l) => (l.owner), None => "none" } } }
         }
     }

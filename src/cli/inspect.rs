@@ -34,6 +34,18 @@ pub struct HistoryArgs {
     limit: usize,
 }
 
+/// `ferry cleanup`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// Delete them (otherwise only list).
+    #[arg(long)]
+    yes: bool,
+    /// Leave indices younger than this (a `start` creates its index one
+    /// request before it aliases it).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    min_age: std::time::Duration,
+}
+
 /// `ferry throttle`.
 #[derive(Debug, clap::Args)]
 pub struct ThrottleArgs {
@@ -116,5 +128,17 @@ pub async fn throttle(ctx: &Ctx, a: ThrottleArgs, json: bool, by: &str) -> Outco
 pub async fn history(ctx: &Ctx, a: HistoryArgs, json: bool) -> Outcome {
     let entries = ops::audit::history(ctx, a.limit).await?;
     output::history(json, &entries);
+    done()
+}
+
+pub async fn cleanup(ctx: &Ctx, a: CleanupArgs, json: bool, by: &str) -> Outcome {
+    let c = if a.yes {
+        let detail = format!("min age {}", humantime::format_duration(a.min_age));
+        let work = ops::cleanup::cleanup(ctx, true, a.min_age);
+        ops::audit::audited(ctx, by, "cleanup", detail, work).await?
+    } else {
+        ops::cleanup::cleanup(ctx, false, a.min_age).await?
+    };
+    output::cleanup(json, &c, a.yes);
     done()
 }

@@ -95,6 +95,9 @@ pub enum Command {
     /// Run named searches against Current and the migration index and
     /// compare their top hits; exits 1 when a search is flagged.
     Compare(checks::CompareCommand),
+    /// List indices with ferry's prefix that no alias names (abandoned
+    /// targets, old indices), with their sizes; delete them with --yes.
+    Cleanup(inspect::CleanupArgs),
     /// Show the operations record: who did what and when, newest first.
     History(inspect::HistoryArgs),
     /// Compare the target index with a fresh projection of the stores;
@@ -188,6 +191,7 @@ async fn run(ctx: &Ctx, command: Command, json: bool, by: &str) -> Result<ExitCo
         Status(a) => inspect::status(ctx, a, json).await,
         Throttle(a) => inspect::throttle(ctx, a, json, by).await,
         History(a) => inspect::history(ctx, a, json).await,
+        Cleanup(a) => inspect::cleanup(ctx, a, json, by).await,
         Verify(a) => inspect::verify(ctx, a, json).await,
         Trial(a) => checks::trial(ctx, a, json).await,
         Compare(a) => checks::compare(ctx, a, json).await,

@@ -4,6 +4,7 @@
 use ferry::bench::BenchReport;
 use ferry::context::Ctx;
 use ferry::demo::DemoReport;
+use ferry::ops::cleanup::Cleanup;
 use ferry::ops::failures::{Overview, Page, Record, Retried};
 use ferry::ops::lifecycle::Changed;
 use ferry::ops::queue::{Queued, QueuedByQuery};
@@ -116,6 +117,13 @@ pub fn status(json: bool, s: &Status) {
     }
     if let Some(why) = &s.yielding {
         println!("yielding:   {why}");
+    }
+    if !s.unaliased.is_empty() {
+        println!(
+            "cleanup:    {} index(es) no alias names: {} (`ferry cleanup` lists their sizes)",
+            s.unaliased.len(),
+            s.unaliased.join(", ")
+        );
     }
     match &s.lease {
         Some(l) => println!("scanner:    {}", l.owner),
@@ -235,6 +243,34 @@ pub fn queued_by_query(json: bool, q: &QueuedByQuery) {
         "{} document(s) matched; cleared {} outcome record(s) and queued {} for migration into {}",
         q.matched, q.cleared, q.queued, q.target
     );
+}
+
+pub fn cleanup(json: bool, c: &Cleanup, deleting: bool) {
+    if json {
+        return json_out(c);
+    }
+    if c.found.is_empty() {
+        println!("no index with ferry's prefix is without an alias");
+    }
+    for l in &c.found {
+        let created = chrono::DateTime::from_timestamp_millis(l.created_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        println!(
+            "  {:<45} {:>10} docs {:>14} bytes  created {created}  on {}",
+            l.index, l.docs, l.bytes, l.cluster
+        );
+    }
+    if deleting {
+        println!(
+            "deleted {} index(es); kept {} (younger than --min-age, or aliased since): {}",
+            c.deleted.len(),
+            c.kept.len(),
+            c.kept.join(", ")
+        );
+    } else if !c.found.is_empty() {
+        println!("next: `ferry cleanup --yes` deletes them (never an index an alias names)");
+    }
 }
 
 pub fn history(json: bool, entries: &[AuditEntry]) {

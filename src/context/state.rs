@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
+/// Reads of both clusters' aliases again while they come back torn
+/// ([`AliasState::torn`]); the alias changes of one command are a few
+/// milliseconds apart.
+const TORN_READS: u64 = 5;
+
 /// Why the migration state could not be read.
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -168,8 +173,23 @@ impl StateCache {
         names: &Aliases,
         control: &Control,
     ) -> Result<Arc<Snapshot>, StateError> {
-        let read_at = Instant::now();
-        let aliases = super::read_aliases(index, self.target.as_ref(), names).await?;
+        let mut read_at = Instant::now();
+        let mut aliases = super::read_aliases(index, self.target.as_ref(), names).await?;
+        // The two clusters' aliases are two reads: read again while they
+        // straddled a completion or rollback. Still torn after that, the
+        // aliases are broken by hand, and `status` says so.
+        for attempt in 1..=TORN_READS {
+            if !aliases.torn() {
+                break;
+            }
+            tracing::info!(
+                attempt,
+                "the two clusters' aliases were read across an alias change; reading again"
+            );
+            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            read_at = Instant::now();
+            aliases = super::read_aliases(index, self.target.as_ref(), names).await?;
+        }
         if self.target.is_none() {
             if let Some(current) = aliases.elsewhere.first() {
                 return Err(StateError::TargetUnknown {

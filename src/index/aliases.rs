@@ -186,6 +186,16 @@ impl AliasState {
         Some((old, new))
     }
 
+    /// Two Currents on two clusters, neither carrying Historical: no moment
+    /// has this state (completion gives the old index Historical before the
+    /// new one gets Current; rollback takes Current off the new one before
+    /// Historical off the old one), so it is two alias reads that straddled
+    /// an alias change, and which Current is primary cannot be told.
+    pub fn torn(&self) -> bool {
+        matches!(&self.current[..], [a, b]
+            if self.cluster_of(a) != self.cluster_of(b) && self.handed_over().is_none())
+    }
+
     /// After a completion across clusters: (old, new), both Current.
     pub fn both_current(&self) -> Option<(&IndexName, &IndexName)> {
         self.handed_over()
@@ -468,6 +478,18 @@ mod tests {
         assert_eq!(st.current_index(), Some(s(&["new"])[0].clone()));
         assert_eq!(st.current_indices(), s(&["new", "old"]));
         assert_eq!(st.phase(&names()), Phase::Idle);
+        assert!(!st.torn());
+        // The source read before the completion's first step, the target
+        // after its second (or, for a rollback, the other way round): two
+        // Currents, neither Historical. No moment had it: a torn read.
+        let st = AliasState::merge(src(&["old"], &[]), tgt(&["new"], &[]));
+        assert!(st.torn(), "{st:?}");
+        for real in [
+            AliasState::merge(src(&["old"], &[]), tgt(&[], &["new"])),
+            AliasState::merge(src(&["old"], &["old"]), tgt(&[], &["new"])),
+        ] {
+            assert!(!real.torn(), "{real:?}");
+        }
         // Two Currents on one cluster stay broken, and so does a name on both.
         let one = AliasState {
             current: s(&["a", "b"]),
@@ -476,6 +498,7 @@ mod tests {
         };
         assert!(!one.violations(&names()).is_empty());
         assert_eq!(one.current_index(), None);
+        assert!(!one.torn(), "one cluster: broken, not torn");
         let both = AliasState::merge(src(&["old"], &[]), tgt(&[], &["old"]));
         assert!(both
             .violations(&names())

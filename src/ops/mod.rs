@@ -4,6 +4,7 @@
 
 pub mod across;
 pub mod audit;
+pub mod cleanup;
 pub mod compare;
 pub mod failures;
 pub mod input;

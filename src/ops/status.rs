@@ -78,6 +78,8 @@ pub struct Status {
     /// Why the migration yields to edits, when a worker said so lately
     /// ("edit p99 410 ms is over the 300 ms budget: migration at 40 docs/s").
     pub yielding: Option<String>,
+    /// Indices with ferry's prefix that no alias names (`ferry cleanup`).
+    pub unaliased: Vec<String>,
 }
 
 /// Rate over the last minute from `(ms, done)` samples, oldest first.
@@ -141,11 +143,20 @@ pub async fn status(ctx: &Ctx, broker: Option<&Broker>) -> Result<Status, OpsErr
         Some(_) => ctx.control.yielding(YIELD_FRESH).await?,
         None => None,
     };
+    // A hint, not the state: a failed listing must not hide the status.
+    let unaliased = match super::cleanup::leftovers(ctx).await {
+        Ok(l) => l.into_iter().map(|l| l.index).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list unaliased indices");
+            Vec::new()
+        }
+    };
     Ok(Status {
         engine,
         target,
         read_from: read_from(ctx, &aliases),
         yielding,
+        unaliased,
         rate_per_second,
         eta_seconds,
         phase,
