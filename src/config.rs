@@ -328,6 +328,11 @@ pub struct Settings {
     /// window ends, and `rollback` is refused this long before it ends.
     #[arg(long, env = "FERRY_CLOCK_MARGIN", value_parser = duration, default_value = "1m", global = true, help_heading = "Safety")]
     pub clock_margin: Duration,
+    /// How long `complete` waits for the new index to be green after it
+    /// restored the settings a bulk-load profile changed (`start
+    /// --backfill-replicas`); refused after that.
+    #[arg(long, env = "FERRY_RESTORE_WAIT", value_parser = duration, default_value = "2m", global = true, help_heading = "Safety")]
+    pub restore_wait: Duration,
     /// Shortest `index.gc_deletes` (how long the engine keeps delete
     /// tombstones) that `start` accepts for a new index; `start` sets it
     /// when the mapping file does not.
@@ -534,6 +539,7 @@ impl Settings {
             ("FERRY_MAPPING", self.mapping.clone()),
             ("FERRY_ROLLBACK_WINDOW", d(self.rollback_window)),
             ("FERRY_CLOCK_MARGIN", d(self.clock_margin)),
+            ("FERRY_RESTORE_WAIT", d(self.restore_wait)),
             ("FERRY_MIN_GC_DELETES", d(self.min_gc_deletes)),
             ("FERRY_CONCURRENCY", self.concurrency.to_string()),
             ("FERRY_BATCH_SIZE", self.batch_size.to_string()),

@@ -207,3 +207,119 @@ async fn cleanup_deletes_only_unaliased_ferry_indices_old_enough() {
         ]
     );
 }
+
+/// The shipped mapping with `change` applied, in a file of its own.
+fn mapping_with(tag: &str, change: impl FnOnce(&mut Value)) -> String {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json");
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped).expect("mapping")).expect("JSON");
+    change(&mut m);
+    let path = format!(
+        "{}/mapping-{tag}-{}.json",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    std::fs::write(&path, m.to_string()).expect("write the mapping");
+    path
+}
+
+/// `index.<key>` of `index`, as the engine reports it.
+async fn setting(env: &TestEnv, index: &str, key: &str) -> Option<String> {
+    let s = env
+        .ctx
+        .index
+        .call(reqwest::Method::GET, &format!("/{index}/_settings"), None)
+        .await
+        .expect("settings");
+    s[index]["settings"]["index"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_profile_holds_during_the_migration_and_completion_restores_the_mapping() {
+    let env = TestEnv::new("bf").await;
+    env.seed(20, 0).await;
+    let current = env.current_index().await;
+    let profiled = mapping_with("backfill", |m| {
+        m["settings"]["index"]["refresh_interval"] = json!("2s");
+        m["backfill"] = json!({ "refresh_interval": "-1" });
+    });
+    let (code, out, err) = env.cli(&["start", "--mapping", &profiled]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bulk-load profile"), "{out}");
+    let target = env.migration_index().await;
+    assert_eq!(
+        setting(&env, target.as_str(), "refresh_interval")
+            .await
+            .as_deref(),
+        Some("-1")
+    );
+    assert_eq!(
+        setting(&env, target.as_str(), "number_of_replicas")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+
+    let worker = env.spawn_worker();
+    support::eventually(
+        std::time::Duration::from_secs(120),
+        "every document migrated",
+        || async {
+            let p = support::docs::progress(&env, &current, &target).await;
+            (p.to_go == 0 && p.failed == 0).then_some(())
+        },
+    )
+    .await;
+    // Still the profile while it runs.
+    assert_eq!(
+        setting(&env, target.as_str(), "refresh_interval")
+            .await
+            .as_deref(),
+        Some("-1")
+    );
+    let (code, _, err) = env.cli(&["complete", "--verify-sample", "0"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(env.current_index().await, target);
+    assert_eq!(
+        setting(&env, target.as_str(), "refresh_interval")
+            .await
+            .as_deref(),
+        Some("2s")
+    );
+    drop(worker);
+
+    // Replicas a single node cannot allocate: `complete` restores them,
+    // waits, and refuses rather than serve a yellow index.
+    let replicated = mapping_with("replicas", |m| {
+        m["settings"]["index"]["number_of_replicas"] = json!(1);
+    });
+    let (code, _, err) = env
+        .cli(&[
+            "start",
+            "--mapping",
+            &replicated,
+            "--backfill-replicas",
+            "0",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let second = env.migration_index().await;
+    assert_eq!(
+        setting(&env, second.as_str(), "number_of_replicas")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    let (code, _, err) = env
+        .cli(&["complete", "--force", "--restore-wait", "2s"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("health is yellow"), "{err}");
+    assert_eq!(
+        env.current_index().await,
+        target,
+        "no switch to a yellow index"
+    );
+}

@@ -150,6 +150,9 @@ async fn verify(State(st): State<AppState>, Query(q): Query<VerifyQuery>) -> Api
 #[derive(Debug, Default, Deserialize)]
 struct StartBody {
     mapping: Option<String>,
+    /// A bulk-load profile for the new index.
+    #[serde(default)]
+    backfill: ops::backfill::Profile,
 }
 
 async fn start(
@@ -157,10 +160,9 @@ async fn start(
     who: Authorized,
     b: Result<Option<Json<StartBody>>, JsonRejection>,
 ) -> ApiResult {
-    let mapping = body(b)?
-        .and_then(|b| b.0.mapping)
-        .unwrap_or_else(|| st.ctx.settings.mapping.clone());
-    let work = ops::lifecycle::start(&st.ctx, &mapping);
+    let b = body(b)?.map(|b| b.0).unwrap_or_default();
+    let mapping = b.mapping.unwrap_or_else(|| st.ctx.settings.mapping.clone());
+    let work = ops::lifecycle::start_with(&st.ctx, &mapping, &b.backfill);
     ok(audited(
         &st.ctx,
         &who.by,

@@ -13,6 +13,14 @@ pub struct StartArgs {
     /// Mapping and settings of the new index (default: FERRY_MAPPING).
     #[arg(long)]
     mapping: Option<String>,
+    /// Refresh interval while the backfill runs (`-1`: none); `complete`
+    /// restores the mapping's. Overrides the mapping file's `backfill`.
+    #[arg(long, allow_hyphen_values = true)]
+    backfill_refresh_interval: Option<String>,
+    /// Replicas while the backfill runs; `complete` restores the mapping's
+    /// and waits for them.
+    #[arg(long)]
+    backfill_replicas: Option<u64>,
 }
 
 /// `ferry complete`.
@@ -43,8 +51,13 @@ pub struct AbandonArgs {
 
 pub async fn start(ctx: &Ctx, a: StartArgs, json: bool, by: &str) -> Outcome {
     let mapping = a.mapping.unwrap_or_else(|| ctx.settings.mapping.clone());
+    let backfill = ferry::ops::backfill::Profile {
+        refresh_interval: a.backfill_refresh_interval,
+        number_of_replicas: a.backfill_replicas,
+    };
     let detail = format!("mapping {mapping}");
-    let c = audited(ctx, by, "start", detail, lifecycle::start(ctx, &mapping)).await?;
+    let work = lifecycle::start_with(ctx, &mapping, &backfill);
+    let c = audited(ctx, by, "start", detail, work).await?;
     output::changed(json, &c);
     done()
 }

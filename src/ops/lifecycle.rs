@@ -93,6 +93,16 @@ pub fn keep_tombstones(mapping: &mut Value, min: std::time::Duration) -> Result<
 
 /// Creates a new index from the mapping and puts the Migration alias on it.
 pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
+    start_with(ctx, mapping_path, &super::backfill::Profile::default()).await
+}
+
+/// [`start`], with a bulk-load profile for the new index (the mapping
+/// file's `backfill` object, overridden by `backfill`'s values).
+pub async fn start_with(
+    ctx: &Ctx,
+    mapping_path: &str,
+    backfill: &super::backfill::Profile,
+) -> Result<Changed, OpsError> {
     // Refuses an engine ferry does not support, before anything changes.
     ctx.index.flavor().await?;
     let on_target = ctx.on(ctx.target_cluster());
@@ -112,6 +122,7 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     let current = need_current(&st)?;
     let mut mapping = read_mapping(mapping_path)?;
     keep_tombstones(&mut mapping, ctx.settings.min_gc_deletes)?;
+    let profile = super::backfill::apply(&mut mapping, backfill)?;
     let target = new_index_name(&ctx.settings.index_prefix)?;
     // The old index must map the outcome fields so the scanner can query them.
     let outcome_fields = json!({ "properties": { "esInfo": { "properties": { "migration": { "properties": {
@@ -145,8 +156,16 @@ pub async fn start(ctx: &Ctx, mapping_path: &str) -> Result<Changed, OpsError> {
     } else {
         String::new()
     };
+    let bulk_load = profile
+        .map(|p| {
+            format!(
+                " with a bulk-load profile ({}; `complete` restores the mapping's values)",
+                serde_json::to_string(&p).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
     Ok(changed(
-        format!("started a migration from {current} into {target}{place}"),
+        format!("started a migration from {current} into {target}{place}{bulk_load}"),
         "workers now queue and migrate every document; watch with `ferry status --watch`",
         &target,
     ))
@@ -360,6 +379,10 @@ pub async fn complete(ctx: &Ctx, gate: Gate) -> Result<Changed, OpsError> {
             tracing::warn!(by = %by, at = %chrono::Utc::now().to_rfc3339(), skipped_unmigrated = p.to_go, skipped_failed = p.failed, skipped_searches, from = %current, to = %target, "migration completed with --force");
         }
     }
+    // Readers get the mapping's refresh interval and replicas, all
+    // allocated, before they get the index.
+    let on_target = ctx.client_in(&st, &target);
+    super::backfill::restore(on_target, &target, ctx.settings.restore_wait).await?;
     // Recorded first: if the switch then fails, a record naming an index
     // that is not Historical is ignored.
     ctx.control

@@ -4,6 +4,7 @@
 
 pub mod across;
 pub mod audit;
+pub mod backfill;
 pub mod cleanup;
 pub mod compare;
 pub mod failures;
