@@ -323,3 +323,68 @@ async fn a_bulk_load_profile_holds_during_the_migration_and_completion_restores_
         "no switch to a yellow index"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_buttons_ask_for_the_token_show_refusals_and_are_recorded() {
+    let env = TestEnv::new("btn").await;
+    env.seed(5, 0).await;
+    let admin = Admin::start(&env, &[("FERRY_ADMIN_TOKEN", TOKEN)]).await;
+    let page = || async {
+        admin
+            .http
+            .get(admin.url("/"))
+            .send()
+            .await
+            .expect("GET /")
+            .text()
+            .await
+            .expect("page")
+    };
+    assert!(
+        !page().await.contains("id=\"operate\""),
+        "no buttons while idle"
+    );
+    assert_eq!(env.cli(&["start"]).await.0, 0);
+    let html = page().await;
+    for button in ["value=\"pause\"", "value=\"preview\"", "value=\"complete\""] {
+        assert!(html.contains(button), "{button} missing");
+    }
+    let press = |op: &'static str, token: &'static str| {
+        let req = admin
+            .http
+            .post(admin.url("/ui/op"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("op={op}&token={token}"));
+        async move {
+            let r = req.send().await.expect("POST /ui/op");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, _) = press("pause", "wrong").await;
+    assert_eq!(status, 401);
+    // The client follows the redirect to the page with the message.
+    let (status, html) = press("pause", TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("is now paused"), "{html}");
+    assert!(html.contains("value=\"resume\""), "paused: resume offered");
+    let (_, html) = press("complete", TOKEN).await;
+    assert!(html.contains("refused: "), "nothing migrated yet: {html}");
+
+    let (_, out, _) = env.cli(&["history", "--json"]).await;
+    let h: Value = serde_json::from_str(&out).expect("JSON");
+    let by_page: Vec<(String, String, String)> = summary(&h)
+        .into_iter()
+        .filter(|(_, by, _)| by == "the support page")
+        .collect();
+    assert_eq!(
+        by_page,
+        vec![
+            (
+                "complete".into(),
+                "the support page".into(),
+                "refused".into()
+            ),
+            ("pause".into(), "the support page".into(), "done".into()),
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 //! The support web page: status with progress, failures grouped by message
 //! with example ids, lookup by document id, retry buttons (token required),
-//! the latest search comparison, the operations record.
+//! the latest search comparison, the operations record, and the operator's
+//! buttons (pause, resume, preview, complete; token required).
 //! Plain server-rendered HTML; maud escapes every value.
 
 use super::auth::token_ok;
@@ -23,6 +24,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(page))
         .route("/ui/retry", post(retry))
+        .route("/ui/op", post(operate))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +68,7 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
                 h1 { "ferry" }
                 @if let Some(m) = &q.msg { p.flash role="status" { (m) } }
                 @match &status { Ok(s) => (status_block(s)), Err(e) => p.bad { "status unavailable: " (e.to_string()) } }
+                @if let Ok(s) = &status { (buttons_block(s)) }
                 (pace_block(&st.ctx.pace.state()))
                 h2 { "Look up a document" }
                 form method="get" action="/" {
@@ -180,6 +183,75 @@ fn comparison_block(c: &Comparison) -> Markup {
     }
 }
 
+/// The operator's buttons that apply to the migration's phase; each asks
+/// for the token.
+fn buttons_block(s: &Status) -> Markup {
+    use crate::index::aliases::Phase;
+    let ops: &[(&str, &str)] = match s.phase {
+        Phase::InProgress if s.preview => &[
+            ("pause", "Pause"),
+            ("unpreview", "Remove the preview"),
+            ("complete", "Complete"),
+        ],
+        Phase::InProgress => &[
+            ("pause", "Pause"),
+            ("preview", "Preview"),
+            ("complete", "Complete"),
+        ],
+        Phase::Paused => &[("resume", "Resume"), ("complete", "Complete")],
+        Phase::Idle | Phase::Broken => &[],
+    };
+    html! {
+        @if !ops.is_empty() {
+            form #operate method="post" action="/ui/op" {
+                (token_field())
+                @for (op, label) in ops {
+                    " " button.op type="submit" name="op" value=(op) { (label) }
+                }
+            }
+        }
+    }
+}
+
+/// The page's buttons: `op` is pause, resume, preview, unpreview or
+/// complete (the checked gate; forcing stays on the CLI and the API).
+#[derive(Debug, Deserialize)]
+struct OpForm {
+    #[serde(default)]
+    token: String,
+    op: String,
+}
+
+async fn operate(State(st): State<AppState>, Form(f): Form<OpForm>) -> Response {
+    if !token_ok(&st.ctx.settings.admin_token, Some(&f.token)) {
+        return wrong_token();
+    }
+    use ops::lifecycle::Simple;
+    let ctx = &st.ctx;
+    let result = match f.op.as_str() {
+        "pause" => ops::lifecycle::simple(ctx, Simple::Pause, PAGE_CALLER).await,
+        "resume" => ops::lifecycle::simple(ctx, Simple::Resume, PAGE_CALLER).await,
+        "preview" => ops::lifecycle::simple(ctx, Simple::Preview, PAGE_CALLER).await,
+        "unpreview" => ops::lifecycle::simple(ctx, Simple::Unpreview, PAGE_CALLER).await,
+        "complete" => {
+            let gate = ops::input::gate(false, None, None);
+            let work = ops::lifecycle::complete(ctx, gate);
+            ops::audit::audited(ctx, PAGE_CALLER, "complete", "from the page".into(), work).await
+        }
+        other => Err(OpsError::Invalid(format!("no such button: {other}"))),
+    };
+    match result {
+        Ok(c) => flash(&format!("{} Next: {}", c.done, c.next)),
+        Err(OpsError::Refused(why) | OpsError::Invalid(why)) => flash(&format!("refused: {why}")),
+        Err(e) => flash(&format!("{} failed: {e}", f.op)),
+    }
+}
+
+fn wrong_token() -> Response {
+    let body = html! { (DOCTYPE) html { body { h1 { "Wrong or missing admin token" } p { "Nothing was changed. " a href="/" { "Back" } } } } };
+    (StatusCode::UNAUTHORIZED, Html(body.into_string())).into_response()
+}
+
 fn token_field() -> Markup {
     html! { input type="password" name="token" placeholder="admin token" required; }
 }
@@ -243,8 +315,7 @@ struct RetryForm {
 
 async fn retry(State(st): State<AppState>, Form(f): Form<RetryForm>) -> Response {
     if !token_ok(&st.ctx.settings.admin_token, Some(&f.token)) {
-        let body = html! { (DOCTYPE) html { body { h1 { "Wrong or missing admin token" } p { "Nothing was changed. " a href="/" { "Back" } } } } };
-        return (StatusCode::UNAUTHORIZED, Html(body.into_string())).into_response();
+        return wrong_token();
     }
     let ids: Vec<String> = f.id.into_iter().collect();
     let selection = match ops::input::selection(false, f.message, &ids) {

@@ -6,7 +6,7 @@
 //! in flight).
 
 use crate::context::Ctx;
-use crate::index::IndexClient;
+use crate::index::Cluster;
 use crate::ops::OpsError;
 use crate::queue::{Broker, DocKind, DocMessage};
 use crate::stores::StoreError;
@@ -85,9 +85,9 @@ fn rank<T>(sorted: &[T], q: f64) -> Option<&T> {
 pub struct Stream<'a> {
     /// Documents to edit, in turn (never the same one twice in a row).
     pub ids: &'a [DocId],
-    /// Aliases that must serve the new version (Current; during a
-    /// migration also Migration).
-    pub watch: Vec<IndexName>,
+    /// Aliases that must serve the new version, each on its cluster
+    /// (Current; during a migration also Migration).
+    pub watch: Vec<(Cluster, IndexName)>,
     /// Edits per second.
     pub rate: f64,
     /// Stop after this many edits.
@@ -136,7 +136,7 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     let poll = async {
         while publishing.load(Ordering::Relaxed) || !lock(&pending).is_empty() {
             let clock = Instant::now();
-            mark_seen(&ctx.index, &stream.watch, &pending).await;
+            mark_seen(ctx, &stream.watch, &pending).await;
             settle(&pending, &seen, &given_up);
             // Every POLL, but polling at most a fifth of the time while
             // checks are quick, and never pausing longer than POLL_MAX: one
@@ -146,7 +146,7 @@ pub async fn run(ctx: &Ctx, broker: &Broker, stream: Stream<'_>) -> Result<Laten
     };
     let (published, ()) = tokio::join!(publish, poll);
     // One last look at the edits given up on, to tell slow from lost.
-    mark_seen(&ctx.index, &stream.watch, &given_up).await;
+    mark_seen(ctx, &stream.watch, &given_up).await;
     let late = lock(&given_up).iter().filter(|p| p.visible()).count();
     let seen = std::mem::take(&mut *lock(&seen));
     let timeline = seen
@@ -206,8 +206,8 @@ async fn publish(
 }
 
 /// Checks once which watched aliases serve each pending edit.
-async fn mark_seen(index: &IndexClient, watch: &[IndexName], pending: &Mutex<Vec<Pending>>) {
-    for (k, alias) in watch.iter().enumerate() {
+async fn mark_seen(ctx: &Ctx, watch: &[(Cluster, IndexName)], pending: &Mutex<Vec<Pending>>) {
+    for (k, (cluster, alias)) in watch.iter().enumerate() {
         let ids: Vec<DocId> = lock(pending)
             .iter()
             .filter(|p| !p.seen[k])
@@ -217,7 +217,7 @@ async fn mark_seen(index: &IndexClient, watch: &[IndexName], pending: &Mutex<Vec
             continue;
         }
         // A failed read (e.g. under load) is just another miss.
-        let Ok(docs) = index.mget(alias, &ids).await else {
+        let Ok(docs) = ctx.on(*cluster).mget(alias, &ids).await else {
             continue;
         };
         let versions: HashMap<DocId, u64> = docs

@@ -3,7 +3,9 @@
 //! from `start` until no document is left to migrate, with each worker's
 //! peak resident memory (VmHWM, read just before it is stopped with
 //! SIGTERM), the CPU each process used, and the edit latency idle (before
-//! `start`) and during the migration.
+//! `start`) and during the migration. Across clusters the workers get the
+//! target cluster's settings too: each run's Current is on the source and
+//! `start` puts its new index on the target.
 
 use super::cpu;
 use super::latency::{self, Latency, Stream};
@@ -14,8 +16,8 @@ use super::timeline::{self, Timeline};
 use crate::config::{LatencyBudget, Settings};
 use crate::context::Ctx;
 use crate::index::aliases::AliasAction;
-use crate::index::read_mapping;
 use crate::index::records;
+use crate::index::{read_mapping, Cluster};
 use crate::ops::{self, OpsError};
 use crate::queue::Broker;
 use crate::retry::Transient;
@@ -135,12 +137,34 @@ pub async fn measure(
     settings.edit_latency_budget = spec.budget;
     let ctx = Ctx::new(settings.clone()).await?;
     let current = IndexName::parse(format!("{}_legacy", settings.index_prefix))?;
-    let client = long_client(&settings)?;
+    let mut target = None;
+    let result = prepare_and_run(&ctx, source, &current, spec, &mut target).await;
+    let on = ctx.target_cluster();
+    let indices: Vec<_> = [Some((Cluster::Source, current)), target.map(|t| (on, t))]
+        .into_iter()
+        .flatten()
+        .collect();
+    super::delete_indices(&ctx, &indices).await;
+    result
+}
+
+/// Fills `current` (on the source) and runs the workers; `target` gets
+/// the new index `start` created, for the caller to delete with `current`
+/// whatever happened.
+async fn prepare_and_run(
+    ctx: &Ctx,
+    source: &IndexName,
+    current: &IndexName,
+    spec: &Spec,
+    target: &mut Option<IndexName>,
+) -> Result<MigrationRun, OpsError> {
+    let settings = &ctx.settings;
+    let client = long_client(settings, Cluster::Source)?;
     client
-        .create_index(&current, &read_mapping(&settings.mapping)?)
+        .create_index(current, &read_mapping(&settings.mapping)?)
         .await?;
-    let size = reindex::copy(&client, source, &current, Some(spec.size), true).await? as usize;
-    ctx.index.refresh(&current).await?;
+    let size = reindex::copy(&client, source, current, Some(spec.size), true).await? as usize;
+    ctx.index.refresh(current).await?;
     ctx.index
         .update_aliases(&[AliasAction::Add {
             index: current.clone(),
@@ -150,19 +174,16 @@ pub async fn measure(
     // Spread over the whole index, as real edits are: the first documents
     // in scan order are also the first the scanner queues, and editing only
     // those would make every edit collide with the migration's writes.
-    let all = reindex::ids(&ctx, &current, size).await?;
+    let all = reindex::ids(ctx, current, size).await?;
     let step = (all.len() / EDITED_DOCS).max(1);
     let edited: Vec<DocId> = all.into_iter().step_by(step).collect();
-    let broker = Broker::connect(&settings).await?;
+    let broker = Broker::connect(settings).await?;
     eprintln!(
         "bench {}: M, {} worker(s) migrating {} documents...",
         spec.name, spec.workers, spec.size
     );
-    let mut target = None;
-    let result = with_workers(&ctx, &broker, &current, &edited, spec, size, &mut target).await;
+    let result = with_workers(ctx, &broker, current, &edited, spec, size, target).await;
     broker.close().await;
-    let indices: Vec<IndexName> = [Some(current), target].into_iter().flatten().collect();
-    super::delete_indices(&ctx, &indices).await;
     result
 }
 
@@ -184,7 +205,7 @@ async fn with_workers(
             (n, Some(rate)) => {
                 let stream = Stream {
                     ids: edited,
-                    watch: vec![ctx.settings.current_alias.clone()],
+                    watch: vec![(Cluster::Source, ctx.settings.current_alias.clone())],
                     rate,
                     max: Some(n),
                     stop: &never,
@@ -205,8 +226,8 @@ async fn with_workers(
                 return Ok(Latency::default());
             };
             let watch = vec![
-                ctx.settings.current_alias.clone(),
-                ctx.settings.migration_alias.clone(),
+                (Cluster::Source, ctx.settings.current_alias.clone()),
+                (ctx.target_cluster(), ctx.settings.migration_alias.clone()),
             ];
             let stream = Stream {
                 ids: edited,

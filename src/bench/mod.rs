@@ -3,7 +3,10 @@
 //! documents, with its own uniquely named aliases, indices and queues (like
 //! the demo):
 //!
-//! 1. **R** ([`reindex`]): the index server's own `_reindex` (copy ceiling);
+//! 1. **R** ([`reindex`]): the index server's own `_reindex` (copy
+//!    ceiling); across clusters the target's `_reindex` from the source,
+//!    or, when it cannot reach across, a bare client's bulk copy
+//!    ([`across`]);
 //! 2. **P** ([`store_reads`]): every original and edits item read the way
 //!    the scanner reads them (store-read ceiling);
 //! 3. **S** ([`serial`]): one document at a time, the way Grid's Thrall
@@ -18,7 +21,13 @@
 //!
 //! [`report`] turns the numbers into ratios against the targets; [`plot`]
 //! draws edit latency and migration rate over time.
+//!
+//! With a target cluster (`FERRY_TARGET_INDEX_URL`) the bench measures the
+//! migration it configures: the seeded index and every old index stay on
+//! the source, and every new index (R's copy, W's and S's writes, M's
+//! targets) is on the target, as `start` would put it.
 
+pub mod across;
 pub mod cpu;
 pub mod latency;
 pub mod migration;
@@ -33,7 +42,7 @@ pub mod write_ceiling;
 
 use crate::config::{LatencyBudget, Settings};
 use crate::context::Ctx;
-use crate::index::IndexClient;
+use crate::index::{Cluster, IndexClient};
 use crate::ops::OpsError;
 use crate::seed::{self, SeedOptions};
 use crate::types::{DocId, IndexName};
@@ -90,16 +99,24 @@ pub fn load(path: &std::path::Path) -> Result<BenchReport, OpsError> {
     })
 }
 
-/// A client for the long server-side calls (`_reindex` of 100,000
-/// documents takes longer than the per-request timeout workers use).
-pub(crate) fn long_client(s: &Settings) -> Result<IndexClient, OpsError> {
+/// A client of `cluster` for the long server-side calls (`_reindex` of
+/// 100,000 documents takes longer than the per-request timeout workers
+/// use); the source's when no target cluster is configured.
+pub(crate) fn long_client(s: &Settings, cluster: Cluster) -> Result<IndexClient, OpsError> {
+    let (url, user, password) = match (cluster, &s.target_index_url) {
+        (Cluster::Target, Some(url)) => (url, &s.target_index_username, &s.target_index_password),
+        _ => (&s.index_url, &s.index_username, &s.index_password),
+    };
     Ok(IndexClient::new(
-        &s.index_url,
-        s.index_username.clone(),
-        s.index_password.clone(),
+        url,
+        user.clone(),
+        password.clone(),
         Duration::from_secs(3600),
     )?)
 }
+
+/// An index the bench created, with the cluster it lives on.
+pub(crate) type Placed = (Cluster, IndexName);
 
 fn check(opts: &BenchOptions) -> Result<(), OpsError> {
     let bad = |why: &str| Err(OpsError::Invalid(why.to_string()));
@@ -123,18 +140,19 @@ fn check(opts: &BenchOptions) -> Result<(), OpsError> {
 pub(crate) async fn run_cleaned<T>(
     ctx: &Ctx,
     work: impl Future<Output = Result<T, OpsError>>,
-    indices: &[IndexName],
+    indices: &[Placed],
 ) -> Result<T, OpsError> {
     let result = work.await;
     delete_indices(ctx, indices).await;
     result
 }
 
-/// Deletes a bench's indices, whatever happened: a failed run must not
-/// leave 100,000 documents behind in an in-memory index server.
-pub(crate) async fn delete_indices(ctx: &Ctx, indices: &[IndexName]) {
-    for index in indices {
-        match ctx.index.delete_index(index).await {
+/// Deletes a bench's indices, each on its own cluster, whatever happened:
+/// a failed run must not leave 100,000 documents behind in an in-memory
+/// index server.
+pub(crate) async fn delete_indices(ctx: &Ctx, indices: &[Placed]) {
+    for (cluster, index) in indices {
+        match ctx.on(*cluster).delete_index(index).await {
             Err(e) if !e.is_missing_index() => {
                 tracing::warn!(error = %e, index = %index, "could not delete a bench index");
             }
@@ -146,13 +164,6 @@ pub(crate) async fn delete_indices(ctx: &Ctx, indices: &[IndexName]) {
 /// Runs every measurement and reports; `progress` lines go to stderr.
 pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsError> {
     check(opts)?;
-    // R, W and the worker runs each take one cluster: a measurement across
-    // two would mix two servers' ceilings without saying so.
-    if let Some(url) = &base.settings.target_index_url {
-        return Err(OpsError::Invalid(format!(
-            "the benchmark measures one cluster; unset FERRY_TARGET_INDEX_URL ({url}) or point FERRY_INDEX_URL at the cluster to measure"
-        )));
-    }
     let run = format!(
         "bench{}{:04x}",
         chrono::Utc::now().format("%m%d%H%M%S"),
@@ -162,7 +173,14 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
     let settings = base.settings.isolated(&run)?;
     let ctx = Ctx::new(settings.clone()).await?;
     let total = opts.sizes.iter().copied().fold(opts.count, usize::max);
-    eprintln!("bench {run}: seeding {total} documents...");
+    let across = match &ctx.target {
+        Some(t) => format!(", migrating to {}", t.public_base()),
+        None => String::new(),
+    };
+    eprintln!(
+        "bench {run}: seeding {total} documents on {}{across}...",
+        ctx.index.public_base()
+    );
     let seeded = seed::seed(
         &ctx,
         &SeedOptions {
@@ -174,28 +192,72 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
     )
     .await?;
     let source = IndexName::parse(seeded.current.clone())?;
-    let limit = (total > opts.count).then_some(opts.count);
+    // Deleted whatever happens: the largest thing a failed run would leave.
+    let seeded = [(Cluster::Source, source.clone())];
+    let measured = run_cleaned(&ctx, measure(&ctx, opts, &run, &source, total), &seeded).await?;
+    Ok(report::build(report::Parts {
+        run,
+        settings: &settings,
+        index_url: ctx.index.public_base(),
+        target_index_url: ctx.target.as_ref().map(IndexClient::public_base),
+        opts,
+        machine_before,
+        measured,
+    }))
+}
 
-    eprintln!(
-        "bench {run}: R, the server's own _reindex of {} documents...",
-        opts.count
-    );
-    let reindex = reindex::measure(&ctx, &source, limit).await?;
-    let ids: Vec<DocId> = reindex::ids(&ctx, &source, opts.count).await?;
+/// Every measurement, on the seeded index `source` of `total` documents.
+async fn measure(
+    ctx: &Ctx,
+    opts: &BenchOptions,
+    run: &str,
+    source: &IndexName,
+    total: usize,
+) -> Result<report::Measured, OpsError> {
+    let limit = (total > opts.count).then_some(opts.count);
+    let r_kind = reindex::kind(ctx);
+    eprintln!("bench {run}: R, {r_kind} of {} documents...", opts.count);
+    let (r_kind, reindex) = reindex::measure(ctx, source, limit).await?;
+    let ids: Vec<DocId> = reindex::ids(ctx, source, opts.count).await?;
 
     eprintln!(
         "bench {run}: P, reading both stores for {} documents...",
         ids.len()
     );
-    let store_reads = store_reads::measure(&ctx, &ids).await?;
+    let store_reads = store_reads::measure(ctx, &ids).await?;
 
     eprintln!("bench {run}: W, a migration's reads and writes by a bare client...");
     let write_ceiling =
-        write_ceiling::measure(&ctx, &source, opts.count, settings.batch_size).await?;
+        write_ceiling::measure(ctx, source, opts.count, ctx.settings.batch_size).await?;
 
+    let mut runs = Vec::new();
+    for spec in &specs(opts, run, ctx.settings.edit_latency_budget) {
+        runs.push(migration::measure(&ctx.settings, source, spec).await?);
+    }
+
+    let subset = &ids[..ids.len().min(opts.serial_docs)];
+    eprintln!(
+        "bench {run}: S, one document at a time for {} documents...",
+        subset.len()
+    );
+    let serial = serial::measure(ctx, source, subset).await?;
+    Ok(report::Measured {
+        r_kind,
+        reindex,
+        store_reads,
+        serial,
+        write_ceiling,
+        runs,
+    })
+}
+
+/// The M runs: the main run (the first worker count, the budget on), the
+/// same with the budget off and without edits, then one per further worker
+/// count and per further size.
+fn specs(opts: &BenchOptions, run: &str, budget: LatencyBudget) -> Vec<Spec> {
     // The budget in force, or the default one when it is off: the main run
     // shows what the budget does, beside the same run without it.
-    let budget = match settings.edit_latency_budget {
+    let budget = match budget {
         LatencyBudget(None) => LatencyBudget::DEFAULT,
         b => b,
     };
@@ -249,31 +311,5 @@ pub async fn run(base: &Ctx, opts: &BenchOptions) -> Result<BenchReport, OpsErro
         let label = format!("{size} documents");
         specs.push(spec(label, format!("{run}s{k}"), size, main_workers));
     }
-    let mut runs = Vec::new();
-    for spec in &specs {
-        runs.push(migration::measure(&settings, &source, spec).await?);
-    }
-
-    let subset = &ids[..ids.len().min(opts.serial_docs)];
-    eprintln!(
-        "bench {run}: S, one document at a time for {} documents...",
-        subset.len()
-    );
-    let serial = serial::measure(&ctx, &source, subset).await?;
-
-    // The seeded index is the largest thing left in the index server.
-    if let Err(e) = ctx.index.delete_index(&source).await {
-        tracing::warn!(error = %e, index = %source, "could not delete the seeded index");
-    }
-    Ok(report::build(report::Parts {
-        run,
-        settings: &settings,
-        opts,
-        machine_before,
-        reindex,
-        store_reads,
-        serial,
-        write_ceiling,
-        runs,
-    }))
+    specs
 }

@@ -1,8 +1,12 @@
 //! R, the copy ceiling: the index server copies the seeded index into a
 //! fresh one by itself (`POST _reindex`), which no client-side migration
-//! can beat. Also the untimed copies that give each M run its own Current
-//! index, and the ids of the documents every measurement uses.
+//! can beat. Across clusters the fresh index is on the target, which copies
+//! from the source with `_reindex` from remote, or, when it cannot reach
+//! the source, a bare client does the copy ([`super::across`]). Also the
+//! untimed copies that give each M run its own Current index, and the ids
+//! of the documents every measurement uses.
 
+use super::across;
 use super::throughput::Throughput;
 use super::{long_client, run_cleaned};
 use crate::context::Ctx;
@@ -14,8 +18,53 @@ use crate::ops::OpsError;
 use crate::types::{DocId, IndexName};
 use futures::TryStreamExt;
 use reqwest::Method;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Instant;
+
+/// Which copy R timed, and so which ceiling it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RKind {
+    /// The index server's own `_reindex` (one cluster; reports saved
+    /// before R had kinds).
+    #[default]
+    Reindex,
+    /// The target cluster's `_reindex` from the source (`source.remote`).
+    RemoteReindex,
+    /// A bare client scanning the source and bulk-writing the target, when
+    /// the target's `_reindex` cannot reach the source.
+    BulkAcross,
+}
+
+impl RKind {
+    /// The report's row name for R of this kind.
+    pub fn row(self) -> &'static str {
+        match self {
+            RKind::Reindex => "R  server's own _reindex (copy ceiling)",
+            RKind::RemoteReindex => "R  _reindex from remote (copy ceiling)",
+            RKind::BulkAcross => "R  bare bulk across clusters (copy ceiling)",
+        }
+    }
+}
+
+impl std::fmt::Display for RKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RKind::Reindex => "the server's own _reindex",
+            RKind::RemoteReindex => "the target's _reindex from the source",
+            RKind::BulkAcross => "a bare client's bulk copy across clusters",
+        })
+    }
+}
+
+/// The R tried first on `ctx`'s clusters.
+pub fn kind(ctx: &Ctx) -> RKind {
+    match ctx.target {
+        Some(_) => RKind::RemoteReindex,
+        None => RKind::Reindex,
+    }
+}
 
 /// Copies `from` into the existing index `to` on the server; returns the
 /// number of documents created. `max_docs` copies only that many;
@@ -27,8 +76,20 @@ pub async fn copy(
     max_docs: Option<usize>,
     external: bool,
 ) -> Result<u64, OpsError> {
+    reindex_from(client, json!({ "index": from }), to, max_docs, external).await
+}
+
+/// `POST _reindex` from `source` (the request's `source` object: an index
+/// on this server, or on a remote one) into the existing index `to`.
+pub(super) async fn reindex_from(
+    client: &IndexClient,
+    source: Value,
+    to: &IndexName,
+    max_docs: Option<usize>,
+    external: bool,
+) -> Result<u64, OpsError> {
     let mut body = json!({
-        "source": { "index": from },
+        "source": source,
         "dest": { "index": to },
     });
     if let Some(n) = max_docs {
@@ -55,27 +116,68 @@ pub async fn copy(
     Ok(reply.get("created").and_then(Value::as_u64).unwrap_or(0))
 }
 
-/// R: `_reindex` of the seeded index (or its first `max_docs` documents)
-/// into a fresh index created from the mapping, timed, then deleted.
+/// R: a copy of the seeded index (or its first `max_docs` documents) into
+/// a fresh index created from the mapping, timed, then deleted; across
+/// clusters the fresh index is on the target, and a `_reindex` from remote
+/// the target refuses (not allowed to reach the source, or unable to) is
+/// measured as a bare client's bulk copy instead.
 pub async fn measure(
     ctx: &Ctx,
     source: &IndexName,
     max_docs: Option<usize>,
-) -> Result<Throughput, OpsError> {
-    let client = long_client(&ctx.settings)?;
+) -> Result<(RKind, Throughput), OpsError> {
+    let on = ctx.target_cluster();
     let fresh = IndexName::parse(format!("{}_reindex", ctx.settings.index_prefix))?;
     let work = async {
-        client
-            .create_index(&fresh, &read_mapping(&ctx.settings.mapping)?)
-            .await?;
-        let clock = Instant::now();
-        let copied = copy(&client, source, &fresh, max_docs, false).await?;
-        Ok(Throughput::new(
-            copied as usize,
-            clock.elapsed().as_secs_f64(),
-        ))
+        let client = long_client(&ctx.settings, on)?;
+        let mapping = read_mapping(&ctx.settings.mapping)?;
+        client.create_index(&fresh, &mapping).await?;
+        let first = kind(ctx);
+        match timed(ctx, &client, first, source, &fresh, max_docs).await {
+            // The server answered no to the copy itself: it cannot reach
+            // across. Anything else (unreachable, failed documents) is a
+            // failure of the run.
+            Err(OpsError::Index(e @ IndexError::Status { .. }))
+                if first == RKind::RemoteReindex =>
+            {
+                eprintln!(
+                    "bench {}: the target cannot _reindex from the source ({}); R is a bulk copy instead",
+                    ctx.settings.index_prefix,
+                    e.cause()
+                );
+                // From an empty index again, whatever the refused copy left.
+                client.delete_index(&fresh).await?;
+                client.create_index(&fresh, &mapping).await?;
+                let bulk = RKind::BulkAcross;
+                let copied = timed(ctx, &client, bulk, source, &fresh, max_docs).await?;
+                Ok((bulk, copied))
+            }
+            r => Ok((first, r?)),
+        }
     };
-    run_cleaned(ctx, work, std::slice::from_ref(&fresh)).await
+    run_cleaned(ctx, work, &[(on, fresh.clone())]).await
+}
+
+/// One copy of `kind` from `source` into the empty index `fresh` on
+/// `client`'s cluster, timed.
+async fn timed(
+    ctx: &Ctx,
+    client: &IndexClient,
+    kind: RKind,
+    source: &IndexName,
+    fresh: &IndexName,
+    max_docs: Option<usize>,
+) -> Result<Throughput, OpsError> {
+    let clock = Instant::now();
+    let copied = match kind {
+        RKind::Reindex => copy(client, source, fresh, max_docs, false).await?,
+        RKind::RemoteReindex => across::remote(ctx, client, source, fresh, max_docs).await?,
+        RKind::BulkAcross => across::bulk(ctx, client, source, fresh, max_docs).await?,
+    };
+    Ok(Throughput::new(
+        copied as usize,
+        clock.elapsed().as_secs_f64(),
+    ))
 }
 
 /// The first `count` ids of an index, in scan order.

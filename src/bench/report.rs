@@ -4,6 +4,7 @@
 use super::cpu::Machine;
 use super::latency::Latency;
 use super::migration::MigrationRun;
+use super::reindex::RKind;
 use super::throughput::Throughput;
 use super::write_ceiling::WriteCeiling;
 use super::BenchOptions;
@@ -28,8 +29,13 @@ pub struct BenchSettings {
     pub s3_endpoint: Option<String>,
     /// Where DynamoDB was.
     pub dynamo_endpoint: Option<String>,
-    /// Where the index server was.
+    /// Where the index server (the source cluster) was, without
+    /// credentials.
     pub index_url: String,
+    /// Where the migration's target cluster was, without credentials
+    /// (`None`: the source cluster).
+    #[serde(default)]
+    pub target_index_url: Option<String>,
 }
 
 /// One target: what was asked, what was measured, met or not (`None`
@@ -61,8 +67,12 @@ pub struct BenchReport {
     pub machine_after: Machine,
     /// The settings that shaped the work.
     pub settings: BenchSettings,
-    /// R: the index server's own `_reindex`.
+    /// R: the copy ceiling, of the kind `r_kind` says.
     pub reindex: Throughput,
+    /// Which copy R is: the server's own `_reindex`, or across clusters
+    /// the target's `_reindex` from remote or a bare client's bulk copy.
+    #[serde(default)]
+    pub r_kind: RKind,
     /// P: reading both stores as the scanner does.
     pub store_reads: Throughput,
     /// S: one document at a time (Thrall's way).
@@ -89,17 +99,32 @@ pub struct BenchReport {
 }
 
 /// The measurements, as `run` gathered them.
-pub(crate) struct Parts<'a> {
-    pub run: String,
-    pub settings: &'a Settings,
-    pub opts: &'a BenchOptions,
-    pub machine_before: Machine,
+pub(crate) struct Measured {
+    /// Which copy R timed.
+    pub r_kind: RKind,
+    /// R.
     pub reindex: Throughput,
+    /// P.
     pub store_reads: Throughput,
+    /// S.
     pub serial: Throughput,
+    /// W.
     pub write_ceiling: WriteCeiling,
     /// The main run, budget off, no edits, then the curves.
     pub runs: Vec<MigrationRun>,
+}
+
+/// The measurements and what they ran on.
+pub(crate) struct Parts<'a> {
+    pub run: String,
+    pub settings: &'a Settings,
+    /// The source cluster, without credentials.
+    pub index_url: String,
+    /// The target cluster, if any, without credentials.
+    pub target_index_url: Option<String>,
+    pub opts: &'a BenchOptions,
+    pub machine_before: Machine,
+    pub measured: Measured,
 }
 
 fn peak(run: &MigrationRun) -> f64 {
@@ -116,10 +141,11 @@ fn target(name: &str, bound: &str, value: Option<f64>, ok: impl Fn(f64) -> bool)
     }
 }
 
-/// Builds the report; `parts.runs` holds the main run, the run with the
-/// budget off and the run without edits, in that order, then the curves.
-pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
-    let s = parts.settings;
+/// Builds the report; `all.measured.runs` holds the main run, the run
+/// with the budget off and the run without edits, in that order, then the
+/// curves.
+pub(crate) fn build(all: Parts<'_>) -> BenchReport {
+    let (s, parts) = (all.settings, all.measured);
     let nth = |k: usize| parts.runs.get(k).cloned().unwrap_or_default();
     let (main, unbudgeted, no_edits) = (nth(0), nth(1), nth(2));
     let idle = main.idle.clone().unwrap_or_default();
@@ -141,7 +167,7 @@ pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
     by_size.sort_by_key(|(docs, _)| *docs);
     by_size.dedup_by_key(|(docs, _)| *docs);
     let rss_ratio = match (by_size.first(), by_size.last()) {
-        (Some(small), Some(large)) if large.0 > small.0 && !parts.opts.sizes.is_empty() => {
+        (Some(small), Some(large)) if large.0 > small.0 && !all.opts.sizes.is_empty() => {
             ratio(large.1, small.1)
         }
         _ => None,
@@ -202,23 +228,25 @@ pub(crate) fn build(parts: Parts<'_>) -> BenchReport {
         target(&rss_name, "<= 1.2", rss_ratio, |v| v <= 1.2),
     ];
     BenchReport {
-        run: parts.run,
+        run: all.run,
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-        machine_before: parts.machine_before,
+        machine_before: all.machine_before,
         machine_after: Machine::now(),
         settings: BenchSettings {
-            count: parts.opts.count,
+            count: all.opts.count,
             concurrency: s.concurrency,
             batch_size: s.batch_size,
             scan_page: s.scan_page,
             store_concurrency: s.store_concurrency,
             s3_endpoint: s.s3_endpoint().map(str::to_string),
             dynamo_endpoint: s.dynamo_endpoint().map(str::to_string),
-            index_url: s.index_url.clone(),
+            index_url: all.index_url,
+            target_index_url: all.target_index_url,
         },
         reindex: parts.reindex,
+        r_kind: parts.r_kind,
         store_reads: parts.store_reads,
-        serial_subset: parts.serial.docs < parts.opts.count,
+        serial_subset: parts.serial.docs < all.opts.count,
         serial: parts.serial,
         write_ceiling: parts.write_ceiling,
         migration: main,
@@ -253,9 +281,14 @@ impl BenchReport {
         let _ = writeln!(o, "== ferry bench {} ({}) ==", self.run, self.date);
         m(&mut o, &self.machine_before, "before");
         m(&mut o, &self.machine_after, "after ");
+        // Across clusters, both: which one the new indices were written to.
+        let target = match &s.target_index_url {
+            Some(t) => format!("\ntarget cluster: {t} (the new indices of R, W, S and M)"),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "settings: concurrency {}, batch size {}, scan page {}, store concurrency {}\nstores: S3 {}, DynamoDB {}, index {}\n",
+            "settings: concurrency {}, batch size {}, scan page {}, store concurrency {}\nstores: S3 {}, DynamoDB {}, index {}{target}\n",
             s.concurrency,
             s.batch_size,
             s.scan_page,
@@ -275,10 +308,7 @@ impl BenchReport {
             "S  one at a time (Thrall)"
         };
         let mut rows = vec![
-            (
-                "R  server's own _reindex (copy ceiling)".to_string(),
-                self.reindex,
-            ),
+            (self.r_kind.row().to_string(), self.reindex),
             (
                 "P  store reads as the scanner (read ceiling)".into(),
                 self.store_reads,

@@ -3,6 +3,7 @@
 //! document, project it (one DynamoDB GetItem, one S3 GetObject), index it
 //! into the new index with its external version, record the outcome on the
 //! Current document with a partial update. No batching, no concurrency.
+//! Across clusters the new index is on the target, as a migration's is.
 
 use super::run_cleaned;
 use super::throughput::Throughput;
@@ -14,19 +15,20 @@ use crate::stores::Projection;
 use crate::types::{DocId, IndexName};
 use std::time::Instant;
 
-/// Migrates `ids` from `source` into a fresh index, one at a time, timed;
-/// the fresh index is deleted afterwards.
+/// Migrates `ids` from `source` into a fresh index (on the target cluster,
+/// if any), one at a time, timed; the fresh index is deleted afterwards.
 pub async fn measure(ctx: &Ctx, source: &IndexName, ids: &[DocId]) -> Result<Throughput, OpsError> {
     let target = IndexName::parse(format!("{}_serial", ctx.settings.index_prefix))?;
+    let on = ctx.target_cluster();
     let work = async {
-        ctx.index
+        ctx.on(on)
             .create_index(&target, &read_mapping(&ctx.settings.mapping)?)
             .await?;
         let clock = Instant::now();
         let migrated = migrate_each(ctx, source, &target, ids).await?;
         Ok(Throughput::new(migrated, clock.elapsed().as_secs_f64()))
     };
-    run_cleaned(ctx, work, std::slice::from_ref(&target)).await
+    run_cleaned(ctx, work, &[(on, target.clone())]).await
 }
 
 async fn migrate_each(
@@ -36,6 +38,7 @@ async fn migrate_each(
     ids: &[DocId],
 ) -> Result<usize, OpsError> {
     let (from, to) = (Target::Index(source.clone()), Target::Index(target.clone()));
+    let on_target = ctx.on(ctx.target_cluster());
     let mut migrated = 0;
     for id in ids {
         // Thrall reads the document it is about to migrate first.
@@ -44,14 +47,14 @@ async fn migrate_each(
         }
         let record = match ctx.stores.project_one(id).await? {
             Ok(Projection::Document(doc)) => {
-                ctx.index
+                on_target
                     .put_external(&to, id, doc.version, &doc.to_json())
                     .await?;
                 migrated += 1;
                 records::success(target)
             }
             Ok(Projection::Deleted { version, .. }) => {
-                ctx.index.delete_external(&to, id, version).await?;
+                on_target.delete_external(&to, id, version).await?;
                 migrated += 1;
                 records::success(target)
             }

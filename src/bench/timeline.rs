@@ -59,7 +59,8 @@ impl Timeline {
     }
 }
 
-/// Samples the documents in `target` every second until `stop` is set;
+/// Samples the documents in `target` (on the target cluster, if any)
+/// every second until `stop` is set;
 /// returns the rate between samples, timed from `origin`. A failed sample
 /// (an index server busy with the migration) is skipped, not fatal.
 pub async fn sample_rate(
@@ -70,8 +71,9 @@ pub async fn sample_rate(
 ) -> Vec<[f64; 2]> {
     let mut rate = Vec::new();
     let mut last: Option<(f64, u64)> = None;
+    let on = ctx.on(ctx.target_cluster());
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(docs) = ctx.index.doc_count(target).await {
+        if let Ok(docs) = on.doc_count(target).await {
             let at = origin.elapsed().as_secs_f64();
             if let Some((then, before)) = last {
                 if at > then {

@@ -8,12 +8,15 @@
 //! Each size runs on its own fresh copy of the seeded documents (built the
 //! way M's Current is), so that one run's outcome records do not change
 //! what the next one reads.
+//!
+//! Across clusters the old index is on the source (reads and records) and
+//! the new one on the target (puts), as in a migration to another cluster.
 
 use super::reindex;
 use super::throughput::Throughput;
 use super::{long_client, run_cleaned};
 use crate::context::Ctx;
-use crate::index::{read_mapping, records, BulkOp, Target};
+use crate::index::{read_mapping, records, BulkItem, BulkOp, Cluster, StoredDoc, Target};
 use crate::ops::OpsError;
 use crate::types::{DocId, IndexName, Version};
 use serde::{Deserialize, Serialize};
@@ -80,11 +83,12 @@ async fn one(
     let prefix = &ctx.settings.index_prefix;
     let old = IndexName::parse(format!("{prefix}_w{k}_old"))?;
     let new = IndexName::parse(format!("{prefix}_w{k}_new"))?;
+    let on = ctx.target_cluster();
     let work = async {
-        let client = long_client(&ctx.settings)?;
+        let client = long_client(&ctx.settings, Cluster::Source)?;
         let mapping = read_mapping(&ctx.settings.mapping)?;
         client.create_index(&old, &mapping).await?;
-        client.create_index(&new, &mapping).await?;
+        ctx.on(on).create_index(&new, &mapping).await?;
         reindex::copy(&client, source, &old, Some(count), true).await?;
         ctx.index.refresh(&old).await?;
         let ids = reindex::ids(ctx, &old, count).await?;
@@ -94,10 +98,16 @@ async fn one(
         }
         Ok(Throughput::new(ids.len(), clock.elapsed().as_secs_f64()))
     };
-    run_cleaned(ctx, work, &[old.clone(), new.clone()]).await
+    run_cleaned(
+        ctx,
+        work,
+        &[(Cluster::Source, old.clone()), (on, new.clone())],
+    )
+    .await
 }
 
-/// What a migration does to one batch, minus the projection.
+/// What a migration does to one batch, minus the projection: reads and
+/// records on the source, puts on the cluster of the new index.
 async fn migrate_batch(
     ctx: &Ctx,
     old: &IndexName,
@@ -105,18 +115,8 @@ async fn migrate_batch(
     ids: &[DocId],
 ) -> Result<(), OpsError> {
     let docs = ctx.index.mget(old, ids).await?;
-    let puts = docs
-        .iter()
-        .map(|d| {
-            Ok(BulkOp::PutExternal {
-                to: Target::Index(new.clone()),
-                id: d.id.clone(),
-                version: Version::new(d.version().max(1))?,
-                doc: d.source.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, OpsError>>()?;
-    failed_items(ctx.index.bulk(&puts).await?)?;
+    let on_new = ctx.on(ctx.target_cluster());
+    failed_items(on_new.bulk(&puts(new, &docs)?).await?)?;
     let outcome = records::success(new);
     let records: Vec<BulkOp> = docs
         .iter()
@@ -130,8 +130,23 @@ async fn migrate_batch(
     failed_items(ctx.index.bulk(&records).await?)
 }
 
+/// `docs` as external-version puts into `new`, each at the version it
+/// carries (at least 1, as a legacy document's is taken).
+pub(super) fn puts(new: &IndexName, docs: &[StoredDoc]) -> Result<Vec<BulkOp>, OpsError> {
+    docs.iter()
+        .map(|d| {
+            Ok(BulkOp::PutExternal {
+                to: Target::Index(new.clone()),
+                id: d.id.clone(),
+                version: Version::new(d.version().max(1))?,
+                doc: d.source.clone(),
+            })
+        })
+        .collect()
+}
+
 /// A bare client on an idle index has no reason to see a failed item.
-fn failed_items(items: Vec<crate::index::BulkItem>) -> Result<(), OpsError> {
+pub(super) fn failed_items(items: Vec<BulkItem>) -> Result<(), OpsError> {
     match items.into_iter().find_map(|i| i.result.err()) {
         Some(e) => Err(e.into()),
         None => Ok(()),

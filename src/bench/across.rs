@@ -1,0 +1,67 @@
+//! R across clusters: the copies that stand for the copy ceiling when the
+//! migration's target is another cluster. The target's own `_reindex` from
+//! the source is the ceiling when the target may reach the source
+//! (`reindex.remote.allowlist`); otherwise the target's bulk ceiling is:
+//! what a bare client copying from one cluster to the other achieves.
+
+use super::reindex;
+use super::write_ceiling::{failed_items, puts, BEST_BATCH};
+use crate::context::Ctx;
+use crate::index::scan::ScanRequest;
+use crate::index::IndexClient;
+use crate::ops::OpsError;
+use crate::types::IndexName;
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+
+/// The target's `_reindex` from the source cluster (`source.remote`, with
+/// the source's credentials) of `from` into `to` on `target`; the number
+/// of documents created.
+pub(super) async fn remote(
+    ctx: &Ctx,
+    target: &IndexClient,
+    from: &IndexName,
+    to: &IndexName,
+    max_docs: Option<usize>,
+) -> Result<u64, OpsError> {
+    let s = &ctx.settings;
+    let mut remote = json!({ "host": ctx.index.public_base() });
+    if let Some(user) = &s.index_username {
+        remote["username"] = json!(user);
+    }
+    if !s.index_password.is_empty() {
+        remote["password"] = json!(s.index_password.expose());
+    }
+    let source = json!({ "remote": remote, "index": from });
+    reindex::reindex_from(target, source, to, max_docs, false).await
+}
+
+/// A bare client's copy of `from` on the source into `to` on `target`:
+/// the source scanned in pages of [`BEST_BATCH`], each page one bulk of
+/// external-version puts, one after the other (as `_reindex` does it);
+/// the number of documents copied.
+pub(super) async fn bulk(
+    ctx: &Ctx,
+    target: &IndexClient,
+    from: &IndexName,
+    to: &IndexName,
+    max_docs: Option<usize>,
+) -> Result<u64, OpsError> {
+    let request = ScanRequest {
+        query: json!({ "match_all": {} }),
+        page_size: BEST_BATCH,
+        source: Value::Bool(true),
+    };
+    let mut pages = std::pin::pin!(ctx.index.scan(from, request));
+    let limit = max_docs.unwrap_or(usize::MAX);
+    let mut copied = 0;
+    while copied < limit {
+        let Some(mut page) = pages.try_next().await? else {
+            break;
+        };
+        page.truncate(limit - copied);
+        failed_items(target.bulk(&puts(to, &page)?).await?)?;
+        copied += page.len();
+    }
+    Ok(copied as u64)
+}
