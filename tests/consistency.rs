@@ -18,7 +18,8 @@
 //! migration messages. The checker compares Current and Historical with
 //! the stores after the queues drained (no ready, no unacked) twice.
 //!
-//! Seeds 31 to 33 (one of each kind) run with every migration going to
+//! Seeds 31 to 35 (every kind; seed 34 found the torn alias reads of
+//! `AliasState::torn`) run with every migration going to
 //! another cluster (`Plan::across`): the checker then compares every
 //! Current on either cluster, and a second migration first retires the
 //! old cluster's index.
@@ -146,8 +147,8 @@ async fn seeds_26_to_30() {
 /// One seed of each kind (plain, second, rollback) with every migration
 /// going to another cluster (the stack's second index server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seeds_31_to_33_across_clusters() {
-    seeds_of(31, 3, harness::Plan::across).await;
+async fn seeds_31_to_35_across_clusters() {
+    seeds_of(31, 5, harness::Plan::across).await;
 }
 
 /// The soak: `FERRY_SOAK_MINUTES` of seeds from `FERRY_SOAK_FROM` (see
