@@ -448,3 +448,55 @@ async fn failure_messages_are_shown_as_text_never_run() {
     })
     .await;
 }
+
+/// The operator's buttons (issue #21): typed token, click, the outcome on
+/// the page, and the action in the History table.
+#[tokio::test]
+async fn operator_buttons_pause_resume_and_show_refusals() {
+    let env = TestEnv::new("ob").await;
+    // One broken document: its failure keeps `complete` refused.
+    env.seed(5, 1).await;
+    let (_worker, base) = admin_worker(&env);
+    cli_ok(&env, &["start"]).await;
+    wait_page(&base).await;
+    let press = |client: Client, op: &'static str, token: &'static str| {
+        let base = base.clone();
+        async move {
+            open(&client, &base).await;
+            let form = client
+                .find(Locator::Css("#operate"))
+                .await
+                .expect("the operator's buttons");
+            form.find(Locator::Css("input[name=token]"))
+                .await
+                .expect("token field")
+                .send_keys(token)
+                .await
+                .expect("type");
+            form.find(Locator::Css(&format!("button[value={op}]")))
+                .await
+                .unwrap_or_else(|e| panic!("no {op} button: {e}"))
+                .click()
+                .await
+                .expect("click");
+        }
+    };
+    with_browser(|client| async move {
+        press(client.clone(), "pause", TOKEN).await;
+        wait_text(&client, ".flash", |t| t.contains("is now paused")).await;
+        assert_eq!(text_of(&client, "#phase").await, "Paused");
+        press(client.clone(), "complete", TOKEN).await;
+        wait_text(&client, ".flash", |t| t.starts_with("refused: ")).await;
+        press(client.clone(), "resume", TOKEN).await;
+        wait_text(&client, ".flash", |t| t.contains("now not paused")).await;
+        let history = text_of(&client, "#history").await;
+        for line in ["resume", "complete", "pause"] {
+            assert!(
+                history.contains(line),
+                "{line} not in the history: {history}"
+            );
+        }
+        assert!(history.contains("the support page"), "{history}");
+    })
+    .await;
+}
