@@ -144,13 +144,22 @@ async fn migrate(env: &TestEnv, mapping: &str) -> (IndexName, IndexName) {
             .index,
     )
     .expect("target");
-    let worker = env.spawn_worker();
+    let mut worker = env.spawn_worker();
     eventually(LONG, "every document has an outcome", || async {
         let p = progress(env, &current, &target).await;
         (p.to_go == 0).then_some(())
     })
     .await;
-    drop(worker);
+    worker.child.kill().await.expect("stop the worker");
+    // The scanner may have queued a document again before its outcome was
+    // recorded: what the test queues next must be all there is.
+    let broker = env.broker().await;
+    let queue = broker.names.migration.clone();
+    eventually(LONG, "the stopped worker's messages are back", || async {
+        (broker.consumers(&queue).await.ok()? == 0).then_some(())
+    })
+    .await;
+    broker.purge(&queue).await.expect("purge");
     (current, target)
 }
 
