@@ -12,25 +12,10 @@ use ferry::types::{DocId, IndexName};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::docs::{own_indices, progress, projection};
+use support::docs::{mapping_with, own_indices, progress, projection};
 use support::{eventually, TestEnv};
 
 const LONG: Duration = Duration::from_secs(180);
-
-/// The shipped mapping changed by `change`, written to a file of its own.
-fn mapping_with(tag: &str, change: impl FnOnce(&mut Value)) -> String {
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json");
-    let mut m: Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped).expect("mapping")).expect("JSON");
-    change(&mut m);
-    let path = format!(
-        "{}/mapping-{tag}-{}.json",
-        env!("CARGO_TARGET_TMPDIR"),
-        std::process::id()
-    );
-    std::fs::write(&path, m.to_string()).expect("write the mapping");
-    path
-}
 
 /// Labels as numbers: every document with labels is refused. And
 /// `usageRights` left out: the engine maps it dynamically.

@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::admin::Admin;
+use support::docs::mapping_with;
 use support::TestEnv;
 
 const TOKEN: &str = "record-token";
@@ -206,21 +207,6 @@ async fn cleanup_deletes_only_unaliased_ferry_indices_old_enough() {
             ),
         ]
     );
-}
-
-/// The shipped mapping with `change` applied, in a file of its own.
-fn mapping_with(tag: &str, change: impl FnOnce(&mut Value)) -> String {
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json");
-    let mut m: Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped).expect("mapping")).expect("JSON");
-    change(&mut m);
-    let path = format!(
-        "{}/mapping-{tag}-{}.json",
-        env!("CARGO_TARGET_TMPDIR"),
-        std::process::id()
-    );
-    std::fs::write(&path, m.to_string()).expect("write the mapping");
-    path
 }
 
 /// `index.<key>` of `index`, as the engine reports it.

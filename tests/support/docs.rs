@@ -99,3 +99,19 @@ pub async fn own_indices(env: &TestEnv) -> BTreeSet<String> {
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default()
 }
+
+/// The shipped mapping (`infra/mapping.json`) with `change` applied, in a
+/// file of its own; returns its path.
+pub fn mapping_with(tag: &str, change: impl FnOnce(&mut Value)) -> String {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/mapping.json");
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped).expect("mapping")).expect("JSON");
+    change(&mut m);
+    let path = format!(
+        "{}/mapping-{tag}-{}.json",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    std::fs::write(&path, m.to_string()).expect("write the mapping");
+    path
+}
