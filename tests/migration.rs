@@ -10,11 +10,11 @@ mod support;
 
 use ferry::index::records::{self, Outcome};
 use ferry::index::scan::ScanRequest;
-use ferry::index::StoredDoc;
+use ferry::index::{StoredDoc, Target};
 use ferry::ops::lifecycle::{self, Gate, Progress};
 use ferry::ops::verify::{self, Report, Scope};
 use ferry::ops::{failures, OpsError};
-use ferry::queue::{Broker, Message};
+use ferry::queue::{Broker, Message, Payload};
 use ferry::seed::data::Broken;
 use ferry::seed::pipeline::Pipeline;
 use ferry::stores::control::SCAN_LEASE;
@@ -1003,5 +1003,94 @@ async fn a_killed_worker_is_replaced_and_the_migration_finishes_clean() {
     eprintln!("restart: killed at {at_kill:?}, finished clean");
     broker.close().await;
     drop((first, second));
+    drop_indices(&env, &[&current, &target]).await;
+}
+
+/// A migrate message delivered again (its worker died between its write
+/// and its stores re-read) goes to the edit path: that write may have
+/// brought a deleted document back into a Migration index with no
+/// tombstone (rolled back), and the document is already gone from Current,
+/// so the processor's own checks would drop the message and leave it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_migrate_message_goes_to_the_edit_path() {
+    let env = TestEnv::new("rd").await;
+    let ids = env.seed(10, 0).await;
+    let current = env.current_index().await;
+    let target = support::docs::start_migration(&env).await;
+    lifecycle::pause(&env.ctx).await.expect("pause");
+    let broker = env.broker().await;
+    let a = ids[4].clone();
+    ferry::ops::queue::queue(&env.ctx, &broker, std::slice::from_ref(&a))
+        .await
+        .expect("queue");
+    let migrate = take(&env, &broker.names.migration, 1).await;
+    let Ok(Message::Migrate(m)) = Message::parse(&migrate[&a], usize::MAX) else {
+        panic!("not a migrate message")
+    };
+    let Payload::Document(body) = &m.payload else {
+        panic!("a live projection")
+    };
+    // The document is deleted (stores, then Current); the delete's own
+    // message is taken away, and what the dead delivery wrote is put back.
+    Pipeline::new(&env.ctx, &broker, 5)
+        .delete(&a)
+        .await
+        .expect("delete")
+        .expect("a was live");
+    take(&env, &broker.names.edits, 1).await;
+    let path = format!(
+        "/{}/_doc/{}",
+        current,
+        ferry::index::client::segment(a.as_str())
+    );
+    env.ctx
+        .index
+        .call(reqwest::Method::DELETE, &path, None)
+        .await
+        .expect("delete from Current");
+    env.ctx
+        .index
+        .put_external(&Target::Index(target.clone()), &a, m.version, body)
+        .await
+        .expect("the dead delivery's write");
+
+    // Delivered once and returned: the broker marks it redelivered.
+    broker
+        .publish_event("migrate", &migrate[&a])
+        .await
+        .expect("publish");
+    let thief = env.broker().await;
+    let mut consumer = thief
+        .consume(&broker.names.migration, 1, "redelivery-test")
+        .await
+        .expect("consume");
+    let d = tokio::time::timeout(SHORT, consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("consumer open")
+        .expect("delivery");
+    d.acker
+        .nack(lapin::options::BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await
+        .expect("nack");
+    thief.close().await;
+
+    let admin = Admin::spawn(&env, &[]);
+    let outcomes = eventually(SHORT, "the redelivered message is processed", || {
+        migration_outcomes(&admin, 1)
+    })
+    .await;
+    assert_eq!(
+        outcomes,
+        [1, 0, 0, 0, 0],
+        "settled by the edit path (migrated, postponed, dropped, requeued, failed)"
+    );
+    assert!(
+        stored(&env, &target, &a).await.is_none(),
+        "the deleted document left the Migration index"
+    );
     drop_indices(&env, &[&current, &target]).await;
 }

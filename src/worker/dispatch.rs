@@ -321,7 +321,9 @@ async fn run_batch(ctx: Arc<Ctx>, broker: Arc<Broker>, queue: String, deliveries
         .index_pressure
         .load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let (dispositions, report) = migration_path::process(&ctx, &msgs).await;
+    let redelivered: Vec<bool> = kept.iter().map(|d| d.redelivered).collect();
+    let (dispositions, report) =
+        migration_path::process_deliveries(&ctx, &msgs, &redelivered).await;
     let pressured = ctx
         .index_pressure
         .load(std::sync::atomic::Ordering::Relaxed)

@@ -168,9 +168,11 @@ struct Edit<'a> {
     current: Option<IndexName>,
     /// The migration index Current's record names, as this edit left it.
     current_mark: Option<IndexName>,
-    /// Old Currents (after a completion across clusters) whose record
-    /// names the new Current, as this edit left them.
-    named: BTreeSet<IndexName>,
+    /// (old, new): old Currents (after a completion across clusters) and
+    /// Historical whose record names the new Current, as this edit left
+    /// them. Per pair: the Current a record must name can change between
+    /// rounds (a view between completion's steps has no new Current yet).
+    named: BTreeSet<(IndexName, IndexName)>,
     applied: Applied,
 }
 
@@ -226,28 +228,36 @@ impl Edit<'_> {
             .map(|c| (c.clone(), &ctx.aliases.current));
         for (index, alias) in old_currents.chain(historical) {
             let to = Target::Alias(alias.clone());
+            // The index that replaced this one (never itself: in a view
+            // between completion's steps the old index is the only Current
+            // and also Historical).
+            let new = self.current.clone().filter(|c| c != &index);
             if self.covered.contains(&index) {
                 // An old Current written in an earlier round, as the only
                 // Current then: its record must name the index that
                 // replaced it, or a rollback would queue it again.
-                if let Some(new) = self.current.clone().filter(|_| currents.contains(&index)) {
-                    if self.named.insert(index.clone()) {
-                        let version = self.projection.version().get();
-                        mark_migrated(cluster(&index), &to, self.id, version, &new).await?;
-                    }
+                let Some(new) = new.filter(|_| currents.contains(&index)) else {
+                    continue;
+                };
+                if self.named.insert((index.clone(), new.clone())) {
+                    let version = self.projection.version().get();
+                    mark_migrated(cluster(&index), &to, self.id, version, &new).await?;
                 }
                 continue;
             }
-            let mark = self
-                .current
-                .as_ref()
-                .map_or(Mark::Nothing, Mark::MigratedTo);
+            let mark = new.as_ref().map_or(Mark::Nothing, Mark::MigratedTo);
             if let Some(done) =
                 write_cas(ctx, cluster(&index), &to, self.id, self.projection, mark).await?
             {
                 self.applied.historical |= done.wrote;
-                if self.current.is_some() {
-                    self.named.insert(done.index.clone());
+                if let Some(new) = new {
+                    // Unwritten (already as new), its record is whatever an
+                    // earlier write left: make sure it names `new`.
+                    if !done.wrote {
+                        let version = self.projection.version().get();
+                        mark_migrated(cluster(&index), &to, self.id, version, &new).await?;
+                    }
+                    self.named.insert((done.index.clone(), new));
                 }
                 self.covered.insert(done.index);
             }

@@ -4,8 +4,10 @@
 //! Migration index with external versions, and its outcomes recorded on the
 //! Current documents with compare-and-set partial updates.
 //!
-//! Two races are handed to the edit path, which writes every index by the
-//! stores' latest version: a 409 from a Migration index whose `_version`
+//! A redelivered message, and two races, are handed to the edit path, which
+//! writes every index by the stores' latest version: a message whose earlier
+//! delivery may have written and died before checking (see
+//! [`process_deliveries`]), a 409 from a Migration index whose `_version`
 //! runs ahead of its content (it was Current before a rollback), and a
 //! written document whose stores' version moved on after the scan (the
 //! write may have landed after a delete, in an index with no tombstone).
@@ -44,7 +46,45 @@ pub struct BatchReport {
     pub requeued: usize,
 }
 
-/// Processes one batch; returns a disposition per message, in order.
+/// Processes one batch of deliveries; `redelivered[i]` says whether the
+/// broker delivered `batch[i]` before. A redelivered message's earlier
+/// delivery may have written the Migration index and died before its
+/// stores re-read (`moved_on`): in a rolled-back index, which keeps no
+/// tombstone of a delete, that write brought a deleted document back, and
+/// no later check can tell (the redelivery may even come after the index
+/// became Current). So a redelivered message goes to the edit path, which
+/// writes every index by the stores' version; a fresh one is processed.
+pub async fn process_deliveries(
+    ctx: &Ctx,
+    batch: &[MigrateMessage],
+    redelivered: &[bool],
+) -> (Vec<Disposition>, BatchReport) {
+    let (again, fresh): (Vec<usize>, Vec<usize>) =
+        (0..batch.len()).partition(|&i| redelivered.get(i).copied().unwrap_or(false));
+    let pick = |at: &[usize]| at.iter().map(|&i| batch[i].clone()).collect::<Vec<_>>();
+    let (fresh_out, mut report) = process(ctx, &pick(&fresh)).await;
+    let mut out = vec![Disposition::Ack; batch.len()];
+    for (&i, d) in fresh.iter().zip(fresh_out) {
+        out[i] = d;
+    }
+    let ids: Vec<(usize, DocId)> = again.iter().map(|&i| (i, batch[i].id.clone())).collect();
+    for (i, settled) in settle(ctx, ids).await {
+        match settled {
+            Ok(()) => report.migrated += 1,
+            // Cannot be projected: the next scan pass queues it afresh and
+            // the migration path records the failure.
+            Err(false) => report.dropped += 1,
+            Err(true) => {
+                out[i] = Disposition::Requeue;
+                report.requeued += 1;
+            }
+        }
+    }
+    (out, report)
+}
+
+/// Processes one batch of fresh deliveries; returns a disposition per
+/// message, in order.
 pub async fn process(ctx: &Ctx, batch: &[MigrateMessage]) -> (Vec<Disposition>, BatchReport) {
     let mut report = BatchReport::default();
     let mut out = vec![Disposition::Ack; batch.len()];
@@ -153,7 +193,7 @@ async fn process_inner(
         .map(|(item, (pos, _))| (*pos, item.id.clone()))
         .collect();
     for (pos, settled) in settle(ctx, racing_at).await {
-        if settled {
+        if settled.is_ok() {
             report.migrated += 1;
         } else {
             out[pos] = Disposition::Requeue;
@@ -287,8 +327,8 @@ const SETTLE_CONCURRENCY: usize = 8;
 /// Runs the edit path for the racing documents of a batch (by position),
 /// a few at a time and all within one retry budget, so that a batch full of
 /// races cannot hold its messages unacknowledged for minutes; returns
-/// whether each one settled. Those that did not are requeued (logged).
-async fn settle(ctx: &Ctx, racing: Vec<(usize, DocId)>) -> Vec<(usize, bool)> {
+/// whether each one settled, or whether its failure was transient.
+async fn settle(ctx: &Ctx, racing: Vec<(usize, DocId)>) -> Vec<(usize, Result<(), bool>)> {
     let deadline = tokio::time::Instant::now() + ctx.policy.budget;
     futures::stream::iter(racing)
         .map(|(pos, id)| async move {
@@ -299,14 +339,14 @@ async fn settle(ctx: &Ctx, racing: Vec<(usize, DocId)>) -> Vec<(usize, bool)> {
             };
             let run = retry(&ctx.policy, "apply edit", || apply(ctx, &msg));
             let settled = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(_)) => true,
+                Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {
-                    tracing::warn!(%id, error = %e, "the edit path could not settle a document for the migration path; requeued");
-                    false
+                    tracing::warn!(%id, error = %e, "the edit path could not settle a document for the migration path");
+                    Err(e.is_transient())
                 }
                 Err(_) => {
                     tracing::warn!(%id, "the batch's retry budget ran out before the edit path settled this document; requeued");
-                    false
+                    Err(true)
                 }
             };
             (pos, settled)

@@ -2,7 +2,9 @@
 //! step.
 
 use super::engine::Ext;
-use super::state::{EditPc, EditProc, Entry, Idx, Msg, Slot, State, View, Window};
+use super::state::{
+    Alias, Aliases, Cluster, EditPc, EditProc, Entry, Idx, Msg, Slot, State, View, Window,
+};
 use super::variants::{Config, Variant};
 
 /// Bit of an index in a covered set.
@@ -29,18 +31,39 @@ pub fn rollback_allowed(cfg: &Config, w: Option<Window>) -> bool {
 /// Whether a worker holding `view` writes the Historical index now.
 pub fn historical_writes(cfg: &Config, s: &State, view: &View) -> bool {
     cfg.variant != Variant::SkipHistorical
-        && view.aliases.historical.is_some()
+        && view.aliases.historical().is_some()
         && view
             .completion
             .is_some_and(|c| c.n == s.completions && window_writes(cfg, s.window))
 }
 
-/// The indices a reader may use per `view`, which an edit must cover.
+/// The Currents an edit following `view` writes: every one, the primary
+/// first (`AliasState::current_indices`).
+fn currents(cfg: &Config, view: &View) -> Vec<Idx> {
+    let mut c = view.aliases.currents();
+    if cfg.variant == Variant::PrimaryCurrentOnly {
+        c.truncate(1);
+    }
+    c
+}
+
+/// Whether the round writes Historical after the Currents: within the
+/// window, unless it is an old Current the round wrote as one.
+fn writes_historical(cfg: &Config, s: &State, view: &View) -> bool {
+    historical_writes(cfg, s, view)
+        && view
+            .aliases
+            .historical()
+            .is_some_and(|h| !currents(cfg, view).contains(&h))
+}
+
+/// The indices a reader may use per `view`, which an edit must cover
+/// (`context::state::Snapshot::readable`).
 fn required(cfg: &Config, s: &State, view: &View) -> Vec<Idx> {
-    let mut r = vec![view.aliases.current];
-    r.extend(view.aliases.migration);
+    let mut r = currents(cfg, view);
+    r.extend(view.aliases.migration());
     if historical_writes(cfg, s, view) {
-        r.extend(view.aliases.historical);
+        r.extend(view.aliases.historical());
     }
     r
 }
@@ -61,21 +84,24 @@ pub fn begin(msg: Msg, doc: u8, view: View) -> EditProc {
     }
 }
 
-/// How many choices a step of `p` has (views to take, read errors).
+/// How many choices a step of `p` has (views to take, read errors, which
+/// cluster's aliases a fresh read gets first).
 pub fn choices(cfg: &Config, s: &State, p: &EditProc) -> u8 {
     let errors = cfg.variant == Variant::CompletionReadErrorClosesWindow;
     match p.pc {
-        EditPc::Project => s.history.len() as u8 * if errors { 2 } else { 1 },
-        EditPc::FreshCheck if errors => 2,
+        EditPc::Project => s.cached_views(cfg.across).len() as u8 * if errors { 2 } else { 1 },
+        EditPc::FreshCheck if cfg.across && cfg.variant != Variant::FreshSourceOnly => 2,
+        EditPc::FreshCheck | EditPc::FreshHalf(..) if errors => 2,
         _ => 1,
     }
 }
 
 /// The view for `choice`: a cached one of any age; with
 /// `completion_read_error_closes_window`, its completion read may fail.
-fn cached(s: &State, choice: u8) -> View {
-    let n = s.history.len() as u8;
-    let mut v = s.history[(choice % n) as usize];
+pub fn cached(cfg: &Config, s: &State, choice: u8) -> View {
+    let views = s.cached_views(cfg.across);
+    let n = views.len() as u8;
+    let mut v = views[(choice % n) as usize];
     if choice >= n {
         v.completion = None;
     }
@@ -85,7 +111,7 @@ fn cached(s: &State, choice: u8) -> View {
 /// First step of a round following `view`.
 fn round(p: &mut EditProc) {
     p.wrote_current = false;
-    p.pc = if p.view.aliases.migration.is_some() {
+    p.pc = if p.view.aliases.migration().is_some() {
         EditPc::MigrationWrite
     } else {
         EditPc::CasGet(Slot::Current)
@@ -113,28 +139,59 @@ fn recheck_or_ack(cfg: &Config, p: &mut EditProc) -> bool {
     }
 }
 
-/// The step after `slot` is done (written, covered or skipped).
+/// The step after `slot` is done (written, covered or skipped): Migration,
+/// the primary Current, the old Current, Historical (`Edit::round`).
 fn after(cfg: &Config, s: &State, p: &mut EditProc, slot: Slot) -> bool {
-    match slot {
-        Slot::Migration => {
-            p.pc = EditPc::CasGet(Slot::Current);
+    let next = match slot {
+        Slot::Migration => Some(Slot::Current),
+        Slot::Current if currents(cfg, &p.view).len() > 1 => Some(Slot::OldCurrent),
+        Slot::Current | Slot::OldCurrent if writes_historical(cfg, s, &p.view) => {
+            Some(Slot::Historical)
+        }
+        _ => None,
+    };
+    match next {
+        Some(slot) => {
+            p.pc = EditPc::CasGet(slot);
             true
         }
-        Slot::Current if historical_writes(cfg, s, &p.view) => {
-            p.pc = EditPc::CasGet(Slot::Historical);
-            true
-        }
-        _ => end_of_round(cfg, p),
+        None => end_of_round(cfg, p),
     }
 }
 
-/// The index an alias resolves to at this instant.
-fn resolve(s: &State, slot: Slot) -> Option<Idx> {
+/// The primary Current as the edit path takes it from `view`: the first
+/// of `current_indices` (two Currents that are no hand-over, as a view
+/// mixed from two moments may show, are both written all the same).
+fn primary(view: &View) -> Option<Idx> {
+    view.aliases.currents().first().copied()
+}
+
+/// The alias `slot` writes through, and the cluster the view places its
+/// index on (the request goes there): a Current the view does not know
+/// goes to the source (`ctx.index`).
+pub fn through(view: &View, slot: Slot) -> (Alias, Cluster) {
+    let a = &view.aliases;
+    let on = |i: Option<Idx>| i.map_or(Cluster::Source, |i| a.cluster_of(i));
     match slot {
-        Slot::Migration => s.aliases.migration,
-        Slot::Current => Some(s.aliases.current),
-        Slot::Historical => s.aliases.historical,
+        Slot::Migration => (Alias::Migration, on(a.migration())),
+        Slot::Current => (Alias::Current, on(primary(view))),
+        Slot::OldCurrent => (Alias::Current, on(a.currents().get(1).copied())),
+        Slot::Historical => (Alias::Historical, on(a.historical())),
     }
+}
+
+/// The index `slot`'s alias resolves to at this instant, on its cluster.
+fn resolve(s: &State, p: &EditProc, slot: Slot) -> Option<Idx> {
+    let (alias, cluster) = through(&p.view, slot);
+    s.aliases.resolve(alias, cluster)
+}
+
+/// The primary Current's alias is missing on the cluster the view names
+/// (a view from across a hand-over): `EditError::NoCurrent`, transient, so
+/// the caller's `retry` runs `apply` again from the projection.
+fn no_current(p: &mut EditProc) -> bool {
+    p.pc = EditPc::Project;
+    true
 }
 
 /// Notes that `idx` holds this apply's version (or a newer one).
@@ -152,14 +209,14 @@ pub fn step(cfg: &Config, s: &mut State, p: &mut EditProc, choice: u8) -> bool {
     match p.pc {
         EditPc::Project => {
             let st = s.store[doc as usize];
-            *p = begin(p.msg, doc, cached(s, choice));
+            *p = begin(p.msg, doc, cached(cfg, s, choice));
             p.v = st.version;
             p.live = st.live;
             round(p);
             true
         }
         EditPc::MigrationWrite => {
-            let Some(idx) = s.aliases.migration else {
+            let Some(idx) = resolve(s, p, Slot::Migration) else {
                 return after(cfg, s, p, Slot::Migration);
             };
             if !p.live {
@@ -204,7 +261,10 @@ pub fn step(cfg: &Config, s: &mut State, p: &mut EditProc, choice: u8) -> bool {
             after(cfg, s, p, Slot::Migration)
         }
         EditPc::CasGet(slot) => {
-            let Some(idx) = resolve(s, slot) else {
+            let Some(idx) = resolve(s, p, slot) else {
+                if slot == Slot::Current {
+                    return no_current(p);
+                }
                 return after(cfg, s, p, slot);
             };
             let got = s.get(idx, doc);
@@ -221,7 +281,10 @@ pub fn step(cfg: &Config, s: &mut State, p: &mut EditProc, choice: u8) -> bool {
             true
         }
         EditPc::CasWrite(slot, seen) => {
-            let Some(idx) = resolve(s, slot) else {
+            let Some(idx) = resolve(s, p, slot) else {
+                if slot == Slot::Current {
+                    return no_current(p);
+                }
                 return after(cfg, s, p, slot);
             };
             let ok = if p.live {
@@ -241,20 +304,34 @@ pub fn step(cfg: &Config, s: &mut State, p: &mut EditProc, choice: u8) -> bool {
             }
             after(cfg, s, p, slot)
         }
-        EditPc::FreshCheck => {
-            let mut fresh = s.view();
-            if choice == 1 {
-                fresh.completion = None;
+        EditPc::FreshCheck if cfg.variant == Variant::FreshSourceOnly => {
+            // The source read now, the target's table as cached.
+            let aliases = Aliases::merge(&s.aliases, &p.view.aliases);
+            match untorn(s, aliases) {
+                Some(view) => fresh_check(cfg, s, p, view, false),
+                None => true,
             }
-            if required(cfg, s, &fresh)
-                .iter()
-                .all(|&i| p.covered & bit(i) != 0)
-            {
-                return recheck_or_ack(cfg, p);
-            }
-            p.view = fresh;
-            round(p);
+        }
+        EditPc::FreshCheck if cfg.across => {
+            // Two `GET _alias` in parallel: either may be served first, and
+            // anything may happen before the other is.
+            let first = [Cluster::Source, Cluster::Target][choice as usize];
+            p.pc = EditPc::FreshHalf(first, s.aliases.part(first));
             true
+        }
+        EditPc::FreshCheck => fresh_check(cfg, s, p, s.view(), choice == 1),
+        EditPc::FreshHalf(first, read) => {
+            let aliases = match first {
+                Cluster::Source => Aliases::merge(&read, &s.aliases),
+                Cluster::Target => Aliases::merge(&s.aliases, &read),
+            };
+            match untorn(s, aliases) {
+                Some(view) => fresh_check(cfg, s, p, view, choice == 1),
+                None => {
+                    p.pc = EditPc::FreshCheck;
+                    true
+                }
+            }
         }
         EditPc::StoreRecheck => {
             if s.store[doc as usize].version > p.v {
@@ -265,6 +342,42 @@ pub fn step(cfg: &Config, s: &mut State, p: &mut EditProc, choice: u8) -> bool {
             false
         }
     }
+}
+
+/// The view a read of both clusters that merged into `aliases` settles on
+/// (`StateCache::read`), with the completion record read after it; `None`:
+/// torn, read both again. If the aliases are torn now as well (only when a
+/// variant changes the clusters out of order), every read again is torn
+/// and the code goes on with the last one, which is the state now.
+fn untorn(s: &State, aliases: Aliases) -> Option<View> {
+    if !aliases.torn() {
+        Some(View {
+            aliases,
+            completion: s.completion,
+        })
+    } else if s.aliases.torn() {
+        Some(s.view())
+    } else {
+        None
+    }
+}
+
+/// The fresh check on `fresh` (`context::state::StateCache::fresh`): done
+/// when every index a reader may use per `fresh` is covered, else another
+/// round following it. `failed`: its completion read failed.
+fn fresh_check(cfg: &Config, s: &State, p: &mut EditProc, mut fresh: View, failed: bool) -> bool {
+    if failed {
+        fresh.completion = None;
+    }
+    if required(cfg, s, &fresh)
+        .iter()
+        .all(|&i| p.covered & bit(i) != 0)
+    {
+        return recheck_or_ack(cfg, p);
+    }
+    p.view = fresh;
+    round(p);
+    true
 }
 
 /// What a versioned Migration write's answer means for the apply: done,
@@ -285,8 +398,9 @@ fn body(cfg: &Config, s: &State, p: &EditProc, slot: Slot, idx: Idx) -> Entry {
     let kept = stored.and_then(|e| e.migrated_to);
     let migrated_to = match slot {
         Slot::Migration => None,
-        // Historical's records are about the index that replaced it.
-        Slot::Historical => Some(p.view.aliases.current),
+        // Historical's and the old Current's records are about the index
+        // that replaced it.
+        Slot::Historical | Slot::OldCurrent => primary(&p.view),
         Slot::Current => match p.mark {
             Some(m) => Some(m),
             // A stale marker claims an index holds a version it does not.

@@ -4,7 +4,7 @@
 
 use super::edit;
 use super::engine::Ext;
-use super::state::{EditProc, MigPc, MigProc, Migrate, Msg, Proc, State, View};
+use super::state::{Alias, EditProc, Idx, MigPc, MigProc, Migrate, Msg, Proc, State, View};
 use super::variants::{Config, Variant};
 
 /// Migrate messages queued or being processed.
@@ -23,26 +23,28 @@ pub fn in_flight(s: &State) -> usize {
 }
 
 /// Documents the scanner would read now (`worker::scanner::pass`): live in
-/// Current without an outcome for the target, while not paused.
+/// the primary Current without an outcome for the target, while not paused.
 pub fn scannable(cfg: &Config, s: &State) -> Vec<u8> {
-    let Some(m) = s.aliases.migration else {
+    let (Some(m), Some(cur)) = (s.aliases.migration(), s.aliases.current()) else {
         return vec![];
     };
-    if s.aliases.paused == Some(m) || s.scanning.is_some() || in_flight(s) >= cfg.max_migrate {
+    if s.aliases.paused() == Some(m) || s.scanning.is_some() || in_flight(s) >= cfg.max_migrate {
         return vec![];
     }
     (0..super::state::DOCS as u8)
         .filter(|&d| {
-            s.get(s.aliases.current, d)
+            s.get(cur, d)
                 .is_some_and(|(e, _)| e.migrated_to != Some(m) && e.failed != Some(m))
         })
         .collect()
 }
 
-/// `worker::scanner::pass`: reads the id and `_seq_no` from Current.
+/// `worker::scanner::pass`: reads the id and `_seq_no` from the primary
+/// Current.
 pub fn scan(s: &mut State, doc: u8) {
-    let m = s.aliases.migration.expect("scannable");
-    let (_, seen) = s.get(s.aliases.current, doc).expect("scannable");
+    let m = s.aliases.migration().expect("scannable");
+    let cur = s.aliases.current().expect("scannable");
+    let (_, seen) = s.get(cur, doc).expect("scannable");
     s.scanning = Some((doc, m, seen));
 }
 
@@ -57,6 +59,7 @@ pub fn publish(s: &mut State) {
         version: st.version,
         live: st.live,
         seq,
+        redelivered: false,
     }));
 }
 
@@ -78,28 +81,46 @@ fn via_edit_path(m: Migrate, view: View) -> Next {
 }
 
 /// Takes a migrate message with a cached view: drops it unless the view's
-/// migration is its target, mgets Current, drops it if gone, postpones it
-/// if changed since the scan.
-pub fn take(s: &State, m: Migrate, view: View) -> Next {
-    if view.aliases.migration != Some(m.target) {
+/// migration is its target, mgets Current on the cluster of the view's
+/// primary Current, drops it if gone, postpones it if changed since the
+/// scan. A redelivered one goes to the edit path.
+pub fn take(cfg: &Config, s: &State, m: Migrate, view: View) -> Next {
+    // An earlier delivery may have written and died before its stores
+    // re-read (`worker::migration_path::process_deliveries`).
+    if m.redelivered && cfg.variant != Variant::TrustRedelivery {
+        return via_edit_path(m, view);
+    }
+    if view.aliases.migration() != Some(m.target) {
         return Next::Done;
     }
-    match s.get(s.aliases.current, m.doc) {
+    let on = view.aliases.current_cluster();
+    let found = s
+        .aliases
+        .resolve(Alias::Current, on)
+        .and_then(|cur| s.get(cur, m.doc));
+    match found {
         Some((_, seen)) if seen == m.seq => Next::Busy(MigProc {
             m,
+            on,
             pc: MigPc::Write,
         }),
         _ => Next::Done,
     }
 }
 
+/// The index the Migration alias resolves to now, on the target's cluster.
+fn migration(s: &State, m: &Migrate) -> Option<Idx> {
+    let on = s.aliases.cluster_of(m.target);
+    s.aliases.resolve(Alias::Migration, on)
+}
+
 /// One step of the processor.
 pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
-    let m = p.m;
-    let busy = |pc| Next::Busy(MigProc { m, pc });
+    let (m, on) = (p.m, p.on);
+    let busy = |pc| Next::Busy(MigProc { m, on, pc });
     match p.pc {
         MigPc::Write => {
-            let Some(idx) = s.aliases.migration else {
+            let Some(idx) = migration(s, &m) else {
                 return Next::Done;
             };
             if cfg.rejects(idx, m.doc, m.version, m.live) {
@@ -124,7 +145,7 @@ pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
             // `_mget` through the Migration alias: a content version behind
             // the message's (or a live document absent) is not "already
             // newer" (the index was Current, its `_version`s inflated).
-            let behind = s.aliases.migration.is_some_and(|idx| {
+            let behind = migration(s, &m).is_some_and(|idx| {
                 s.get(idx, m.doc)
                     .map_or(m.live, |(e, _)| e.content < m.version)
             });
@@ -146,9 +167,11 @@ pub fn step(cfg: &Config, s: &mut State, p: MigProc) -> Next {
         }
         MigPc::Outcome(failed) => {
             // Changed or gone since the scan: the edit path wrote those;
-            // records never create documents.
-            let cur = s.aliases.current;
-            s.update_outcome(cur, m.doc, m.seq, m.target, failed);
+            // records never create documents. Through the Current alias on
+            // the cluster the processor read it on.
+            if let Some(cur) = s.aliases.resolve(Alias::Current, on) {
+                s.update_outcome(cur, m.doc, m.seq, m.target, failed);
+            }
             Next::Done
         }
     }

@@ -64,18 +64,275 @@ pub struct Index {
     pub docs: [Option<Entry>; DOCS],
 }
 
-/// The migration state, all in aliases. At most one index per alias holds
-/// by construction; the other invariants are checked as a property.
+/// A cluster: the source, which holds the legacy index, or the target of a
+/// migration to another cluster (`index::Cluster`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Aliases {
+pub enum Cluster {
+    /// `FERRY_INDEX_URL`.
+    Source,
+    /// `FERRY_TARGET_INDEX_URL`.
+    Target,
+}
+
+impl Cluster {
+    /// The other one.
+    pub fn other(self) -> Cluster {
+        match self {
+            Cluster::Source => Cluster::Target,
+            Cluster::Target => Cluster::Source,
+        }
+    }
+}
+
+/// One of ferry's aliases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Alias {
     /// `Images_Current`.
-    pub current: Idx,
+    Current,
     /// `Images_Migration`.
-    pub migration: Option<Idx>,
+    Migration,
     /// `Images_Historical`.
-    pub historical: Option<Idx>,
+    Historical,
     /// `MIGRATION_PAUSED`.
-    pub paused: Option<Idx>,
+    Paused,
+}
+
+impl Alias {
+    const ALL: [Alias; 4] = [
+        Alias::Current,
+        Alias::Migration,
+        Alias::Historical,
+        Alias::Paused,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The migration state, all in aliases: which aliases each index carries on
+/// the cluster it lives on. A cluster's alias table names only its own
+/// indices (index 0, the legacy index, is on the source; across clusters
+/// `start` creates the others on the target); a view is the union of the two
+/// tables (`index::aliases::AliasState::merge`), so it may show a Current
+/// on each cluster. On one cluster every index is on the source and this is
+/// its one table. The invariants are checked as a property.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Aliases {
+    /// Per index, a bit per [`Alias`] it carries.
+    on: [u8; MAX_INDICES],
+    /// Indices that live on the target cluster, a bit per index (fixed by
+    /// the configuration; none on one cluster).
+    on_target: u8,
+}
+
+impl Aliases {
+    /// No aliases yet; `on_target` says which indices live on the target.
+    pub fn new(on_target: u8) -> Self {
+        Aliases {
+            on: [0; MAX_INDICES],
+            on_target,
+        }
+    }
+
+    /// The cluster `idx` lives on (`AliasState::cluster_of`).
+    pub fn cluster_of(&self, idx: Idx) -> Cluster {
+        if self.on_target & (1 << idx) != 0 {
+            Cluster::Target
+        } else {
+            Cluster::Source
+        }
+    }
+
+    /// Whether `idx` carries `alias`.
+    pub fn carries(&self, idx: Idx, alias: Alias) -> bool {
+        self.on[idx as usize] & alias.bit() != 0
+    }
+
+    /// Whether `idx` carries any alias.
+    pub fn any(&self, idx: Idx) -> bool {
+        self.on[idx as usize] != 0
+    }
+
+    /// Puts `alias` on `idx` (`on`) or takes it off.
+    pub fn set(&mut self, idx: Idx, alias: Alias, on: bool) {
+        if on {
+            self.on[idx as usize] |= alias.bit();
+        } else {
+            self.on[idx as usize] &= !alias.bit();
+        }
+    }
+
+    /// Every index carrying `alias`, on either cluster, in index order.
+    pub fn carriers(&self, alias: Alias) -> impl Iterator<Item = Idx> + '_ {
+        (0..MAX_INDICES as Idx).filter(move |&i| self.carries(i, alias))
+    }
+
+    /// What a request through `alias` on `cluster` resolves to now.
+    pub fn resolve(&self, alias: Alias, cluster: Cluster) -> Option<Idx> {
+        self.carriers(alias)
+            .find(|&i| self.cluster_of(i) == cluster)
+    }
+
+    /// The index carrying `alias`, if exactly one does (`one`).
+    fn one(&self, alias: Alias) -> Option<Idx> {
+        let mut it = self.carriers(alias);
+        match (it.next(), it.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The migration target (`AliasState::migration_index`).
+    pub fn migration(&self) -> Option<Idx> {
+        self.one(Alias::Migration)
+    }
+
+    /// The Historical index (`AliasState::historical_index`).
+    pub fn historical(&self) -> Option<Idx> {
+        self.one(Alias::Historical)
+    }
+
+    /// The index carrying the pause alias.
+    pub fn paused(&self) -> Option<Idx> {
+        self.one(Alias::Paused)
+    }
+
+    /// During and after a completion across clusters (and during its
+    /// rollback): the old index, Current and Historical on its cluster, and
+    /// the new one, Migration or Current on the other (`handed_over`).
+    pub fn handed_over(&self) -> Option<(Idx, Idx)> {
+        let old = self
+            .carriers(Alias::Current)
+            .find(|&c| self.carries(c, Alias::Historical))?;
+        let new = self
+            .carriers(Alias::Current)
+            .chain(self.carriers(Alias::Migration))
+            .find(|&i| self.cluster_of(i) != self.cluster_of(old))?;
+        Some((old, new))
+    }
+
+    /// Two Currents on two clusters, neither Historical (`AliasState::torn`):
+    /// no moment has this state when `complete` and `rollback` change the
+    /// clusters in their order, so it is two reads that straddled a change.
+    pub fn torn(&self) -> bool {
+        let mut c = self.carriers(Alias::Current);
+        match (c.next(), c.next(), c.next()) {
+            (Some(a), Some(b), None) => {
+                self.cluster_of(a) != self.cluster_of(b) && self.handed_over().is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// After a completion across clusters: (old, new), both Current
+    /// (`AliasState::both_current`).
+    pub fn both_current(&self) -> Option<(Idx, Idx)> {
+        self.handed_over().filter(|&(_, new)| {
+            self.carries(new, Alias::Current) && self.carriers(Alias::Current).count() == 2
+        })
+    }
+
+    /// The primary Current, which the scanner reads and which carries the
+    /// outcome records: the only Current, or after a completion across
+    /// clusters the new one (`AliasState::current_index`).
+    pub fn current(&self) -> Option<Idx> {
+        match self.both_current() {
+            Some((_, new)) => Some(new),
+            None => self.one(Alias::Current),
+        }
+    }
+
+    /// Every index behind a Current alias, the primary one first
+    /// (`AliasState::current_indices`). Two Currents that are not a
+    /// hand-over come in name order; the model names indices by creation,
+    /// so the legacy index comes first.
+    pub fn currents(&self) -> Vec<Idx> {
+        match self.both_current() {
+            Some((old, new)) => vec![new, old],
+            None => self.carriers(Alias::Current).collect(),
+        }
+    }
+
+    /// The cluster of the primary Current, the source when there is none
+    /// (`AliasState::current_cluster`): where an edit writes Current and
+    /// the processor reads it.
+    pub fn current_cluster(&self) -> Cluster {
+        self.current()
+            .map_or(Cluster::Source, |c| self.cluster_of(c))
+    }
+
+    /// `cluster`'s alias table: the aliases of its own indices only.
+    pub fn part(&self, cluster: Cluster) -> Aliases {
+        let mut a = *self;
+        for i in 0..MAX_INDICES as Idx {
+            if self.cluster_of(i) != cluster {
+                a.on[i as usize] = 0;
+            }
+        }
+        a
+    }
+
+    /// Replaces `cluster`'s alias table with the one in `from`.
+    pub fn take_part(&mut self, cluster: Cluster, from: &Aliases) {
+        for i in 0..MAX_INDICES as Idx {
+            if self.cluster_of(i) == cluster {
+                self.on[i as usize] = from.on[i as usize];
+            }
+        }
+    }
+
+    /// The view over two clusters read at different moments: the source's
+    /// table from `source`, the target's from `target`
+    /// (`context::read_aliases`).
+    pub fn merge(source: &Aliases, target: &Aliases) -> Aliases {
+        let mut a = *source;
+        a.take_part(Cluster::Target, target);
+        a
+    }
+}
+
+/// Lists each index's aliases, by cluster when there are two:
+/// `source{idx0:C+H} target{idx1:M+P}`.
+impl std::fmt::Debug for Aliases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = |f: &mut std::fmt::Formatter<'_>, cluster: Cluster| {
+            let mut first = true;
+            for i in (0..MAX_INDICES as Idx).filter(|&i| self.cluster_of(i) == cluster) {
+                if !self.any(i) {
+                    continue;
+                }
+                let names: Vec<&str> = Alias::ALL
+                    .iter()
+                    .filter(|&&a| self.carries(i, a))
+                    .map(|a| match a {
+                        Alias::Current => "C",
+                        Alias::Migration => "M",
+                        Alias::Historical => "H",
+                        Alias::Paused => "P",
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "{}idx{i}:{}",
+                    if first { "" } else { " " },
+                    names.join("+")
+                )?;
+                first = false;
+            }
+            Ok(())
+        };
+        if self.on_target == 0 {
+            write!(f, "{{")?;
+            table(f, Cluster::Source)?;
+            return write!(f, "}}");
+        }
+        write!(f, "source{{")?;
+        table(f, Cluster::Source)?;
+        write!(f, "}} target{{")?;
+        table(f, Cluster::Target)?;
+        write!(f, "}}")
+    }
 }
 
 /// The completion record (`stores::control`): which switch it describes.
@@ -125,6 +382,8 @@ pub struct Migrate {
     pub live: bool,
     /// The Current document's `_seq_no` at the scan.
     pub seq: Seen,
+    /// Delivered before to a worker that crashed (AMQP `redelivered`).
+    pub redelivered: bool,
 }
 
 /// A message in a queue.
@@ -141,8 +400,11 @@ pub enum Msg {
 pub enum Slot {
     /// Through `Images_Migration`.
     Migration,
-    /// Through `Images_Current`.
+    /// Through `Images_Current`, on the primary Current's cluster.
     Current,
+    /// Through `Images_Current` on the other cluster: the old index, which
+    /// keeps Current after a completion across clusters.
+    OldCurrent,
     /// Through `Images_Historical`.
     Historical,
 }
@@ -164,6 +426,9 @@ pub enum EditPc {
     CasWrite(Slot, Option<Seen>),
     /// Fresh alias read after the round.
     FreshCheck,
+    /// Across clusters, the fresh read's other half: this cluster's table
+    /// has been read (as given); the other one is read next.
+    FreshHalf(Cluster, Aliases),
     /// Fresh read of the stores' version.
     StoreRecheck,
 }
@@ -212,6 +477,9 @@ pub enum MigPc {
 pub struct MigProc {
     /// The message.
     pub m: Migrate,
+    /// The cluster of the primary Current in the processor's view: where it
+    /// read Current and records the outcome.
+    pub on: Cluster,
     /// Program counter.
     pub pc: MigPc,
 }
@@ -231,6 +499,17 @@ impl Proc {
         match self {
             Proc::Edit(e) => e.msg,
             Proc::Migrate(m) => Msg::Migrate(m.m),
+        }
+    }
+
+    /// The message as the broker delivers it again after a crash.
+    pub fn redelivery(&self) -> Msg {
+        match self.msg() {
+            Msg::Migrate(m) => Msg::Migrate(Migrate {
+                redelivered: true,
+                ..m
+            }),
+            edit => edit,
         }
     }
 }
@@ -338,10 +617,34 @@ impl State {
 
     /// Whether `idx` has any alias.
     pub fn has_alias(&self, idx: Idx) -> bool {
-        let a = &self.aliases;
-        a.current == idx
-            || a.migration == Some(idx)
-            || a.historical == Some(idx)
-            || a.paused == Some(idx)
+        self.aliases.any(idx)
+    }
+
+    /// The views a worker's cache may hold: on one cluster, any remembered
+    /// view. Across clusters the two tables are two `GET _alias` served at
+    /// different moments: the source's from one remembered view, the
+    /// target's from another, and the completion record, read after both
+    /// (`context::state::StateCache::read`), with the later one. A torn
+    /// pair is read again before it is cached, so it is only held if the
+    /// aliases really were so (then every read again is torn too, and the
+    /// code goes on with it).
+    pub fn cached_views(&self, across: bool) -> Vec<View> {
+        if !across {
+            return self.history.clone();
+        }
+        let h = &self.history;
+        let mut out: Vec<View> = Vec::new();
+        for src in 0..h.len() {
+            for tgt in 0..h.len() {
+                let v = View {
+                    aliases: Aliases::merge(&h[src].aliases, &h[tgt].aliases),
+                    completion: h[src.max(tgt)].completion,
+                };
+                if (src == tgt || !v.aliases.torn()) && !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        out
     }
 }

@@ -4,10 +4,10 @@
 use stateright::{Model, Property};
 
 use super::state::{
-    Aliases, Completion, EditPc, Entry, Index, MigPc, Msg, Proc, Slot, State, StoreDoc, View,
-    Window, DOCS, MAX_INDICES,
+    Alias, Aliases, Cluster, Completion, EditPc, EditProc, Entry, Index, MigPc, Msg, Proc, Slot,
+    State, StoreDoc, View, Window, DOCS, MAX_INDICES,
 };
-use super::variants::{Clients, Config, Op, Scenario, Variant};
+use super::variants::{Clients, Config, On, Op, Scenario, Variant};
 use super::{edit, migrate, operator, properties};
 
 /// The model of ferry under one configuration.
@@ -89,12 +89,7 @@ impl FerryModel {
             store,
             indices: [absent(), absent(), absent()],
             created: 1,
-            aliases: Aliases {
-                current: 0,
-                migration: None,
-                historical: None,
-                paused: None,
-            },
+            aliases: Aliases::new(cfg.on_target()),
             completion: None,
             completions: 0,
             window: None,
@@ -108,14 +103,17 @@ impl FerryModel {
             crashes_left: cfg.crashes,
         };
         indices[0] = legacy([doc(1, 1, None), d1(doc(1, 1, None))]);
+        s.aliases.set(0, Alias::Current, true);
         if cfg.scenario == Scenario::AfterCompletion {
             // Index 1 was migrated at version 1 (external), then became
             // Current: an outcome/partial write there inflated `_version`.
             indices[0] = legacy([doc(1, 2, Some(1)), d1(doc(1, 2, Some(1)))]);
             indices[1] = legacy([doc(1, 2, None), d1(doc(1, 2, None))]);
+            // Across clusters index 0 keeps Current on the source.
             s.created = 2;
-            s.aliases.current = 1;
-            s.aliases.historical = Some(0);
+            s.aliases.set(0, Alias::Current, cfg.across);
+            s.aliases.set(1, Alias::Current, true);
+            s.aliases.set(0, Alias::Historical, true);
             s.completions = 1;
             s.completion = Some(Completion {
                 from: 0,
@@ -173,7 +171,7 @@ impl Model for FerryModel {
                     // The processor's cached view only decides whether to
                     // drop: taken fresh to keep the state space small.
                     Msg::Migrate(_) => 1,
-                    Msg::Edit(_) => s.history.len() as u8 * take_factor(cfg, m),
+                    Msg::Edit(_) => s.cached_views(cfg.across).len() as u8 * take_factor(cfg, m),
                 };
                 for c in 0..views {
                     out.push(Action::Take(i, c));
@@ -204,7 +202,7 @@ impl Model for FerryModel {
             out.push(Action::Clock);
         }
         if cfg.variant == Variant::TombstonesExpire {
-            if let Some(m) = s.aliases.migration {
+            if let Some(m) = s.aliases.migration() {
                 for d in 0..DOCS as u8 {
                     if s.indices[m as usize].docs[d as usize].is_some_and(|e| !e.live) {
                         out.push(Action::Expire(d));
@@ -238,7 +236,7 @@ impl Model for FerryModel {
                         s.procs.push(Proc::Edit(p));
                     }
                     Msg::Migrate(mm) => {
-                        let next = migrate::take(&s, mm, s.view());
+                        let next = migrate::take(cfg, &s, mm, s.view());
                         self.settle(&mut s, next);
                     }
                 }
@@ -257,14 +255,14 @@ impl Model for FerryModel {
             Action::Crash(i) => {
                 s.crashes_left -= 1;
                 let p = s.procs.remove(i);
-                s.pending.push(p.msg());
+                s.pending.push(p.redelivery());
             }
             Action::Scan(d) => migrate::scan(&mut s, d),
             Action::Publish => migrate::publish(&mut s),
             Action::Operator(op) => operator::apply(cfg, &mut s, op),
             Action::Clock => operator::advance_window(&mut s),
             Action::Expire(d) => {
-                let m = s.aliases.migration.expect("expire");
+                let m = s.aliases.migration().expect("expire");
                 s.indices[m as usize].docs[d as usize] = None;
             }
         }
@@ -319,8 +317,8 @@ impl FerryModel {
             ),
             Action::Duplicate(i) => format!("broker    duplicate {:?}", s.pending[i]),
             Action::Take(i, c) => {
-                let n = s.history.len() as u8;
-                let view = s.history[(c % n) as usize];
+                let n = s.cached_views(self.cfg.across).len() as u8;
+                let view = edit::cached(&self.cfg, s, c);
                 let err = if c >= n {
                     " (completion read failed)"
                 } else {
@@ -339,7 +337,7 @@ impl FerryModel {
                     ),
                 }
             }
-            Action::Step(i, c) => format!("worker#{i} {}", step_name(&s.procs[i], c)),
+            Action::Step(i, c) => format!("worker#{i} {}", step_name(&self.cfg, s, &s.procs[i], c)),
             Action::Crash(i) => format!("worker#{i} crashes; {:?} redelivered", s.procs[i].msg()),
             Action::Scan(d) => {
                 format!("scanner   read doc{d} seq from Current (worker::scanner::pass)")
@@ -351,7 +349,7 @@ impl FerryModel {
                     s.store[d as usize].version
                 )
             }
-            Action::Operator(op) => format!("operator  {op:?} (ops::lifecycle)"),
+            Action::Operator(op) => format!("operator  {}", op_name(s, op)),
             Action::Clock => format!("clock     rollback window {:?} -> next", s.window),
             Action::Expire(d) => {
                 format!("engine    tombstone of doc{d} expires in the Migration index")
@@ -360,19 +358,69 @@ impl FerryModel {
     }
 }
 
+/// A view: each cluster's aliases and the completion record.
 fn show_view(v: &View) -> String {
-    let a = &v.aliases;
     format!(
-        "[C={} M={:?} H={:?} P={:?} completion={:?}]",
-        a.current,
-        a.migration,
-        a.historical,
-        a.paused,
+        "[{:?} completion={:?}]",
+        v.aliases,
         v.completion.map(|c| (c.from, c.to))
     )
 }
 
-fn step_name(p: &Proc, c: u8) -> String {
+/// An operator request and the function that makes it.
+fn op_name(s: &State, op: Op) -> String {
+    let c = s.completion.map_or((0, 0), |c| (c.from, c.to));
+    match op {
+        Op::Start => format!(
+            "start: create idx{}{}, Migration alias on it (ops::lifecycle::start)",
+            s.created,
+            match s.aliases.cluster_of(s.created) {
+                Cluster::Source => "",
+                Cluster::Target => " on the target",
+            }
+        ),
+        Op::Resume => "resume: pause alias removed (ops::lifecycle::resume)".into(),
+        Op::Complete => {
+            "complete: the gate passes; completion record written (ops::lifecycle::complete)".into()
+        }
+        Op::Switch(On::All) => format!(
+            "complete: switch idx{} -> idx{} in one _aliases request",
+            c.0, c.1
+        ),
+        Op::Switch(On::Source) => format!(
+            "complete, source request: idx{} also gets Historical (ops::across::update_in_order)",
+            c.0
+        ),
+        Op::Switch(On::Target) => format!(
+            "complete, target request: idx{} gets Current, loses Migration (ops::across::update_in_order)",
+            c.1
+        ),
+        Op::Rollback(On::All) => format!(
+            "rollback: idx{} Current again, idx{} paused Migration; record cleared (ops::lifecycle::rollback)",
+            c.0, c.1
+        ),
+        Op::Rollback(On::Target) => format!(
+            "rollback, target request: idx{} loses Current, gets Migration and paused (ops::across::update_in_order)",
+            c.1
+        ),
+        Op::Rollback(On::Source) => format!(
+            "rollback, source request: idx{} loses Historical (keeps Current)",
+            c.0
+        ),
+        Op::ClearRecord => "completion record cleared (stores::control::clear_completion)".into(),
+        Op::RetireSource => format!(
+            "retire-source: idx{} loses Current and Historical on the source (ops::across::retire_source)",
+            c.0
+        ),
+        Op::Abandon => "abandon: Migration alias removed (ops::lifecycle::abandon)".into(),
+        Op::DeleteIndex => format!(
+            "abandon --delete-index: idx{} deleted",
+            s.created - 1
+        ),
+    }
+}
+
+fn step_name(cfg: &Config, s: &State, p: &Proc, c: u8) -> String {
     match p {
         Proc::Edit(e) => {
             let what = match e.pc {
@@ -386,20 +434,52 @@ fn step_name(p: &Proc, c: u8) -> String {
                 ),
                 EditPc::MigrationDelete(i, _) => format!("doc{} v{}: external delete to idx{i} (IndexClient::delete_external)", e.doc, e.v),
                 EditPc::StrayCheck(i, _) => format!("check idx{i} uuid, delete if recreated (IndexClient::delete_target)"),
-                EditPc::CasGet(slot) => format!("doc{} v{}: GET through {} (worker::edit_path::write_cas)", e.doc, e.v, slot_name(slot)),
+                EditPc::CasGet(slot) => format!("doc{} v{}: GET through {} (worker::edit_path::write_cas)", e.doc, e.v, slot_name(cfg, e, slot)),
                 EditPc::CasWrite(slot, seen) => format!(
                     "doc{} v{}: {} through {} if_seq_no={seen:?} (worker::edit_path::write_cas, IndexClient::{})",
                     e.doc,
                     e.v,
                     if e.live { "write" } else { "delete" },
-                    slot_name(slot),
+                    slot_name(cfg, e, slot),
                     if e.live { "put_cas" } else { "delete_cas" }
                 ),
+                EditPc::FreshCheck if cfg.variant == Variant::FreshSourceOnly => format!(
+                    "doc{}: fresh read of the source's aliases only: {:?}; the target's as cached",
+                    e.doc,
+                    s.aliases.part(Cluster::Source)
+                ),
+                EditPc::FreshCheck if cfg.across => {
+                    let first = [Cluster::Source, Cluster::Target][c as usize];
+                    format!(
+                        "doc{}: fresh read, first half: {first:?} aliases now {:?} (context::read_aliases)",
+                        e.doc,
+                        s.aliases.part(first)
+                    )
+                }
                 EditPc::FreshCheck => format!(
                     "doc{}: fresh alias read{} (context::state::StateCache::fresh)",
                     e.doc,
                     if c == 1 { ", completion read failed" } else { "" }
                 ),
+                EditPc::FreshHalf(first, read) => {
+                    let merged = match first {
+                        Cluster::Source => Aliases::merge(&read, &s.aliases),
+                        Cluster::Target => Aliases::merge(&s.aliases, &read),
+                    };
+                    format!(
+                        "doc{}: fresh read, second half: {:?} aliases now {:?}{} (context::read_aliases, AliasState::merge)",
+                        e.doc,
+                        first.other(),
+                        s.aliases.part(first.other()),
+                        if merged.torn() && !s.aliases.torn() {
+                            "; torn (two Currents, neither Historical): read both again (StateCache::read)"
+                        } else if c == 1 {
+                            ", completion record read failed; merged"
+                        } else {
+                            ", completion record; merged"
+                        }
+                    )
+                }
                 EditPc::StoreRecheck => format!("doc{}: re-read the stores' version (worker::edit_path::latest_version)", e.doc),
             };
             what
@@ -427,10 +507,17 @@ fn step_name(p: &Proc, c: u8) -> String {
     }
 }
 
-fn slot_name(s: Slot) -> &'static str {
-    match s {
+/// The alias a step writes through, and on which cluster when there are two.
+fn slot_name(cfg: &Config, e: &EditProc, slot: Slot) -> String {
+    let name = match slot {
         Slot::Migration => "Migration",
         Slot::Current => "Current",
+        Slot::OldCurrent => "Current (old)",
         Slot::Historical => "Historical",
+    };
+    if !cfg.across {
+        return name.into();
     }
+    let (_, cluster) = edit::through(&e.view, slot);
+    format!("{name} on the {cluster:?}")
 }

@@ -1,7 +1,7 @@
 //! Protocol flags (each breaks one rule of the fix) and the configurations
 //! the model is checked in.
 
-use super::state::Idx;
+use super::state::{Cluster, Idx, MAX_INDICES};
 
 /// One deliberate deviation from the protocol, to show the checker finds
 /// the hole it opens.
@@ -35,21 +35,71 @@ pub enum Variant {
     ProcessorNoRecheck,
     /// A delete that recreated a deleted index leaves it (hole 8).
     StrayIndexKept,
+    /// A redelivered migrate message is processed like a fresh one (the
+    /// old behaviour): after a crash between its write and its stores
+    /// re-read, a deleted document stays in a Migration index that has no
+    /// tombstone (rolled back).
+    TrustRedelivery,
+    /// Across clusters: edits write, and the fresh check asks for, only
+    /// the primary Current, as if readers left the old index at the
+    /// completion (it keeps Current on the source until `retire-source`).
+    PrimaryCurrentOnly,
+    /// Across clusters: the fresh read after a round re-reads only the
+    /// source's aliases and keeps the cached target's.
+    FreshSourceOnly,
+    /// Across clusters: `complete` switches the target before the source.
+    CompleteTargetFirst,
+    /// Across clusters: `rollback` changes the source before the target.
+    RollbackSourceFirst,
 }
 
-/// One operator command (or one request of a two-request command).
+/// Which of a command's alias changes one request makes: all of them (one
+/// cluster: one atomic `_aliases` request), or those on one cluster
+/// (across clusters, `ops::across::update_in_order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum On {
+    /// Every change, in one request.
+    All,
+    /// The changes to the source's indices.
+    Source,
+    /// The changes to the target's indices.
+    Target,
+}
+
+impl On {
+    /// Whether this request changes `cluster`'s aliases.
+    pub fn covers(self, cluster: Cluster) -> bool {
+        match self {
+            On::All => true,
+            On::Source => cluster == Cluster::Source,
+            On::Target => cluster == Cluster::Target,
+        }
+    }
+}
+
+/// One operator command (or one request of a command of several).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// `ops::lifecycle::start`: a new index with the Migration alias.
+    /// `ops::lifecycle::start`: a new index (on the target cluster, across
+    /// clusters) with the Migration alias.
     Start,
     /// `ops::lifecycle::resume`.
     Resume,
     /// `ops::lifecycle::complete`, first request: gate, then the record.
     Complete,
-    /// `ops::lifecycle::complete`, second request: the `_aliases` switch.
-    Switch,
-    /// `ops::lifecycle::rollback` (refused outside the window).
-    Rollback,
+    /// `ops::lifecycle::complete`, then the `_aliases` switch (one request
+    /// per cluster across clusters).
+    Switch(On),
+    /// `ops::lifecycle::rollback` (refused outside the window): the
+    /// `_aliases` switch back (one request per cluster across clusters). On
+    /// one cluster the model clears the record in the same step.
+    Rollback(On),
+    /// `ops::lifecycle::rollback` and `ops::across::retire_source`, last
+    /// request: the completion record cleared.
+    ClearRecord,
+    /// `ops::across::retire_source`: the old index loses Current and
+    /// Historical on its cluster.
+    RetireSource,
     /// `ops::lifecycle::abandon`: the Migration alias removed.
     Abandon,
     /// `ops::lifecycle::abandon --delete-index`: the index deleted.
@@ -86,14 +136,16 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// The operator script, advanced one step at a time at any moment.
-    pub fn script(self) -> &'static [Op] {
+    /// The operator script on one cluster.
+    fn script(self) -> &'static [Op] {
         use Op::*;
+        const SWITCH: Op = Switch(On::All);
+        const ROLLBACK: Op = Rollback(On::All);
         match self {
-            Scenario::Cycle => &[Start, Complete, Switch, Rollback, Resume, Complete, Switch],
-            Scenario::AfterCompletion => &[Rollback, Resume, Complete, Switch],
-            Scenario::Abandon => &[Start, Abandon, DeleteIndex, Start, Complete, Switch],
-            Scenario::Rejected => &[Start, Complete, Switch],
+            Scenario::Cycle => &[Start, Complete, SWITCH, ROLLBACK, Resume, Complete, SWITCH],
+            Scenario::AfterCompletion => &[ROLLBACK, Resume, Complete, SWITCH],
+            Scenario::Abandon => &[Start, Abandon, DeleteIndex, Start, Complete, SWITCH],
+            Scenario::Rejected => &[Start, Complete, SWITCH],
             Scenario::Gate => &[Start, Complete],
         }
     }
@@ -112,6 +164,9 @@ pub struct Config {
     pub edits: u8,
     /// Highest store version.
     pub max_version: u8,
+    /// The migration goes to another cluster: index 0 on the source, the
+    /// indices `start` creates on the target.
+    pub across: bool,
     /// Duplicate deliveries.
     pub dups: u8,
     /// Worker crashes (message redelivered, writes done so far kept).
@@ -148,6 +203,7 @@ impl Config {
         Config {
             variant,
             scenario,
+            across: false,
             workers: 2,
             edits: 2,
             max_version: 3,
@@ -206,6 +262,17 @@ impl Config {
         }
     }
 
+    /// The bound of the suite across clusters: the cycle bound with cached
+    /// views the latest one (any older view a worker follows comes from
+    /// its stalls and from the fresh reads, whose two halves interleave
+    /// with everything else). `cycle(..).across()` has older ones.
+    pub fn cycle_across(scenario: Scenario, variant: Variant) -> Self {
+        Config {
+            view_age: 1,
+            ..Self::cycle(scenario, variant).across()
+        }
+    }
+
     /// The larger bound (`FERRY_MODEL_BOUND=large`).
     pub fn large(scenario: Scenario, variant: Variant) -> Self {
         Config {
@@ -217,6 +284,58 @@ impl Config {
             view_age: 8,
             ..Self::small(scenario, variant)
         }
+    }
+
+    /// The same bound with the migration going to another cluster.
+    pub fn across(self) -> Self {
+        Config {
+            across: true,
+            ..self
+        }
+    }
+
+    /// The indices that live on the target cluster, a bit per index.
+    pub fn on_target(&self) -> u8 {
+        if self.across {
+            ((1u16 << MAX_INDICES) - 2) as u8
+        } else {
+            0
+        }
+    }
+
+    /// The operator script, advanced one request at a time at any moment.
+    /// Across clusters each alias switch is one request per cluster (the
+    /// source first for `complete`, the target first for `rollback`, unless
+    /// a variant swaps them), `rollback` clears the record in a request of
+    /// its own, and a script that ends in a completion ends the hand-over
+    /// (`retire-source`: the alias request, then the record cleared).
+    pub fn script(&self) -> Vec<Op> {
+        let base = self.scenario.script();
+        if !self.across {
+            return base.to_vec();
+        }
+        let mut out = Vec::new();
+        for &op in base {
+            match op {
+                Op::Switch(_) if self.variant == Variant::CompleteTargetFirst => {
+                    out.extend([Op::Switch(On::Target), Op::Switch(On::Source)])
+                }
+                Op::Switch(_) => out.extend([Op::Switch(On::Source), Op::Switch(On::Target)]),
+                Op::Rollback(_) if self.variant == Variant::RollbackSourceFirst => {
+                    out.extend([Op::Rollback(On::Source), Op::Rollback(On::Target)]);
+                    out.push(Op::ClearRecord);
+                }
+                Op::Rollback(_) => {
+                    out.extend([Op::Rollback(On::Target), Op::Rollback(On::Source)]);
+                    out.push(Op::ClearRecord);
+                }
+                op => out.push(op),
+            }
+        }
+        if matches!(base.last(), Some(Op::Switch(_))) {
+            out.extend([Op::RetireSource, Op::ClearRecord]);
+        }
+        out
     }
 
     /// Whether the stores' version of `doc` can never be in `idx` (the new
