@@ -21,16 +21,43 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let admin = crate::admin::spawn(ctx.clone(), lease.clone(), shutdown.clone()).await;
     if engine_checked(&ctx, &shutdown).await? {
         let keeper = tokio::spawn(lease::keep(ctx.clone(), lease.clone(), shutdown.clone()));
+        let watch = ctx.notify.is_on().then(|| {
+            tokio::spawn(crate::ops::conditions::run(
+                ctx.clone(),
+                lease.clone(),
+                shutdown.clone(),
+            ))
+        });
         let scan = tokio::spawn(scanner::run(ctx.clone(), lease, shutdown.clone()));
-        consume(ctx, shutdown).await;
+        consume(ctx.clone(), shutdown).await;
         let _ = scan.await;
         let _ = keeper.await;
+        if let Some(w) = watch {
+            let _ = w.await;
+        }
     }
+    flush_notifications(&ctx).await;
     if let Some(a) = admin {
         let _ = a.await;
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Longest a process waits at exit for its notifications to go out: a
+/// receiver that is down must not hold a command or a shutdown.
+pub const NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Gives the queued notifications [`NOTIFY_FLUSH`] to go out, and says how
+/// many did not.
+pub async fn flush_notifications(ctx: &Ctx) {
+    let left = ctx.notify.flush(NOTIFY_FLUSH).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "notifications not delivered before exit (receiver slow or down)"
+        );
+    }
 }
 
 /// Waits until each index server (the source, and the target cluster if

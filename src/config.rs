@@ -3,6 +3,7 @@
 //! Every setting has a flag and an environment variable; secrets are wrapped
 //! in [`Secret`] so that no log line, error or `status` output can print them.
 
+use crate::notify::NotifyFormat;
 use crate::retry::RetryPolicy;
 use crate::types::{IndexName, InvalidValue, Secret};
 use clap::Args;
@@ -437,6 +438,54 @@ pub struct Settings {
     #[arg(long, env = "FERRY_SHUTDOWN_DEADLINE", value_parser = duration, default_value = "30s", global = true, help_heading = "Worker tuning")]
     pub shutdown_deadline: Duration,
 
+    /// Webhook URLs (comma-separated) that receive a JSON POST for every
+    /// operator action and for conditions operators must hear about; none:
+    /// no notifications.
+    #[arg(
+        long,
+        env = "FERRY_NOTIFY_URL",
+        value_delimiter = ',',
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub notify_url: Vec<String>,
+    /// Key of the HMAC-SHA256 signature of each notification
+    /// (`X-Ferry-Signature`); unset: unsigned.
+    #[arg(
+        long,
+        env = "FERRY_NOTIFY_SECRET",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true,
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub notify_secret: Secret,
+    /// Body of the notifications: `json` (ferry's own) or `slack` (a Slack
+    /// incoming webhook).
+    #[arg(
+        long,
+        env = "FERRY_NOTIFY_FORMAT",
+        default_value_t = NotifyFormat::Json,
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub notify_format: NotifyFormat,
+    /// Failed documents above which a migration is notified (once per
+    /// crossing).
+    #[arg(
+        long,
+        env = "FERRY_NOTIFY_FAILURES",
+        default_value_t = 100,
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub notify_failures: u64,
+    /// Time without progress, while documents remain, after which a
+    /// migration is notified as stalled.
+    #[arg(long, env = "FERRY_NOTIFY_STALL", value_parser = duration, default_value = "15m", global = true, help_heading = "Notifications")]
+    pub notify_stall: Duration,
+
     /// Address of the admin HTTP server (loopback unless told otherwise),
     /// or `off`.
     #[arg(
@@ -567,6 +616,13 @@ impl Settings {
             ("FERRY_SHUTDOWN_DEADLINE", d(self.shutdown_deadline)),
             ("FERRY_ADMIN_BIND", self.admin_bind.to_string()),
             ("FERRY_ADMIN_TOKEN", self.admin_token.expose().to_string()),
+            (
+                "FERRY_NOTIFY_SECRET",
+                self.notify_secret.expose().to_string(),
+            ),
+            ("FERRY_NOTIFY_FORMAT", self.notify_format.to_string()),
+            ("FERRY_NOTIFY_FAILURES", self.notify_failures.to_string()),
+            ("FERRY_NOTIFY_STALL", d(self.notify_stall)),
         ];
         // Optional settings are passed only when set: an empty variable
         // would not mean "unset" to the child.
@@ -581,6 +637,9 @@ impl Settings {
             if let Some(e) = val {
                 v.push((k, e.clone()));
             }
+        }
+        if !self.notify_url.is_empty() {
+            v.push(("FERRY_NOTIFY_URL", self.notify_url.join(",")));
         }
         v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }

@@ -12,6 +12,7 @@
 //! - [`context`]: what they all share (clients, cached alias state, pace);
 //! - [`queue`] (RabbitMQ), [`stores`] (S3 originals, DynamoDB edits, the
 //!   projection) and [`index`] (the search index and its aliases);
+//! - [`notify`] sends operator actions and conditions to webhooks;
 //! - [`config`], [`types`], [`retry`] and [`fault`] underneath.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod context;
 pub mod demo;
 pub mod fault;
 pub mod index;
+pub mod notify;
 pub mod ops;
 pub mod queue;
 pub mod retry;

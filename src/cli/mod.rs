@@ -104,7 +104,8 @@ pub enum Command {
     /// exits 1 when anything differs.
     Verify(inspect::VerifyArgs),
     /// Measure ferry on the stack it points at: the index server's own
-    /// _reindex (R), the store reads (P), one document at a time like
+    /// _reindex (R; across clusters the target's, or a bulk copy), the
+    /// store reads (P), one document at a time like
     /// Grid's Thrall (S), a full migration by `ferry worker` processes (M,
     /// with their peak memory) and edit latency idle and during M; report
     /// the ratios against the targets. Uses its own aliases, indices and
@@ -159,7 +160,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let by = cli.by.clone().unwrap_or_else(operator);
     let ctx = Ctx::new(cli.settings).await?;
-    match run(&ctx, cli.command, json, &by).await {
+    let result = run(&ctx, cli.command, json, &by).await;
+    // The action is done and printed; its notification gets a short,
+    // bounded time to go out before the process ends.
+    ferry::app::flush_notifications(&ctx).await;
+    match result {
         Ok(code) => Ok(code),
         Err(Failure::Ops(OpsError::Refused(why))) => {
             output::refusal(json, &why);

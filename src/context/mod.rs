@@ -45,6 +45,8 @@ pub struct Ctx {
     pub health: health::Health,
     /// True while the consumers are connected to the broker (readiness).
     pub broker_up: std::sync::atomic::AtomicBool,
+    /// Webhook notifications (actions and conditions).
+    pub notify: crate::notify::Notifier,
 }
 
 impl Ctx {
@@ -69,6 +71,7 @@ impl Ctx {
         )
         .with_target(target.clone());
         Ok(Self {
+            notify: crate::notify::Notifier::from_settings(&settings),
             policy: settings.retry_policy(),
             settings,
             index,

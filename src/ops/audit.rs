@@ -1,7 +1,8 @@
 //! The operations record of who did what and when: every state-changing
 //! command, from the CLI or the admin API, goes through [`audited`], which
 //! records it with its outcome (also when refused or failed) in the control
-//! table. `ferry history`, `GET /api/history` and the page read it back.
+//! table. `ferry history`, `GET /api/history` and the page read it back;
+//! each entry is also notified (`crate::notify`).
 
 use super::OpsError;
 use crate::context::Ctx;
@@ -47,6 +48,7 @@ pub async fn audited<T: Summary>(
         tracing::warn!(error = %e, action, by, "could not write the operations record");
     }
     tracing::info!(action, by, outcome = ?entry.outcome, "operator action");
+    ctx.notify.action(&entry);
     result
 }
 

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod backfill;
 pub mod cleanup;
 pub mod compare;
+pub mod conditions;
 pub mod failures;
 pub mod input;
 pub mod lifecycle;
