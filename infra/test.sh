@@ -37,8 +37,11 @@ if cargo nextest --version >/dev/null 2>&1; then
   # RabbitMQ; the latency-budget test measures edit latency, which the
   # parallel suite's load would swamp.
   alone='binary(broker_restart) | binary(latency_budget)'
-  cargo nextest run --locked --config-file infra/nextest.toml -E "not ($alone)"
-  cargo nextest run --locked --config-file infra/nextest.toml --test-threads 1 -E "$alone"
+  # The model checker's explorations use both cores each: beside the
+  # parallel suite they starve its worker processes, so they run after it,
+  # one at a time.
+  cargo nextest run --locked --config-file infra/nextest.toml -E "not ($alone | binary(model))"
+  cargo nextest run --locked --config-file infra/nextest.toml --test-threads 1 -E "$alone | binary(model)"
   # Three workers and two kills, alone too (it loads the index server);
   # 5,000 documents here, the full 20,000 with infra/scale.sh.
   FERRY_SCALE_DOCS=${FERRY_SCALE_DOCS:-5000} cargo nextest run --locked \

@@ -3,7 +3,6 @@
 //! Every setting has a flag and an environment variable; secrets are wrapped
 //! in [`Secret`] so that no log line, error or `status` output can print them.
 
-use crate::notify::NotifyFormat;
 use crate::retry::RetryPolicy;
 use crate::types::{IndexName, InvalidValue, Secret};
 use clap::Args;
@@ -647,5 +646,34 @@ impl Settings {
     /// The retry policy for transient service failures.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::with_budget(self.retry_budget)
+    }
+}
+
+/// The body format of the notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    /// ferry's own JSON body (event, at, deployment, text, detail).
+    Json,
+    /// A Slack incoming webhook body (`{"text": ...}`).
+    Slack,
+}
+
+impl std::str::FromStr for NotifyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "slack" => Ok(Self::Slack),
+            other => Err(format!("{other}: expected json or slack")),
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Json => "json",
+            Self::Slack => "slack",
+        })
     }
 }

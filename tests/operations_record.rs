@@ -332,6 +332,10 @@ async fn the_page_buttons_ask_for_the_token_show_refusals_and_are_recorded() {
         !page().await.contains("id=\"operate\""),
         "no buttons while idle"
     );
+    assert!(
+        page().await.contains("id=\"last-hour\""),
+        "the last hour's picture"
+    );
     assert_eq!(env.cli(&["start"]).await.0, 0);
     let html = page().await;
     for button in ["value=\"pause\"", "value=\"preview\"", "value=\"complete\""] {

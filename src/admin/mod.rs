@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod page;
 
 use crate::context::Ctx;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub lease: LeaseHandle,
     /// A broker connection for depths and queueing, opened on first use.
     pub broker: Arc<tokio::sync::Mutex<Option<Arc<Broker>>>>,
+    /// The last hour's rate and edit latency, for the page's picture.
+    pub recent: Arc<chart::Recent>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             ctx,
             lease,
             broker: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -97,7 +101,9 @@ pub async fn spawn(
     };
     let bound = listener.local_addr().unwrap_or(bind);
     tracing::info!(bind = %bound, "admin server listening");
-    let app = router(AppState::new(ctx, lease));
+    let state = AppState::new(ctx.clone(), lease);
+    tokio::spawn(chart::sample(ctx, state.recent.clone(), shutdown.clone()));
+    let app = router(state);
     Some(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -1,7 +1,8 @@
 //! The support web page: status with progress, failures grouped by message
 //! with example ids, lookup by document id, retry buttons (token required),
-//! the latest search comparison, the operations record, and the operator's
-//! buttons (pause, resume, preview, complete; token required).
+//! the latest search comparison, the operations record, a picture of the
+//! last hour (rate and edit latency), and the operator's buttons (pause,
+//! resume, preview, complete; token required).
 //! Plain server-rendered HTML; maud escapes every value.
 
 use super::auth::token_ok;
@@ -16,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 /// The page routes.
@@ -70,6 +71,14 @@ async fn page(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Respons
                 @match &status { Ok(s) => (status_block(s)), Err(e) => p.bad { "status unavailable: " (e.to_string()) } }
                 @if let Ok(s) = &status { (buttons_block(s)) }
                 (pace_block(&st.ctx.pace.state()))
+                h2 { "Last hour" }
+                div #last-hour {
+                    @match super::chart::svg(&st.recent.points()) {
+                        // Drawn from numbers and our own labels only.
+                        Some(svg) => (PreEscaped(svg)),
+                        None => p { "Nothing to draw yet: a point every " (super::chart::EVERY.as_secs()) " s once edits or a migration run." },
+                    }
+                }
                 h2 { "Look up a document" }
                 form method="get" action="/" {
                     input name="id" placeholder="document id" value=(q.id.clone().unwrap_or_default()) size="50";

@@ -217,7 +217,10 @@ async fn measure(
     let limit = (total > opts.count).then_some(opts.count);
     let r_kind = reindex::kind(ctx);
     eprintln!("bench {run}: R, {r_kind} of {} documents...", opts.count);
-    let (r_kind, reindex) = reindex::measure(ctx, source, limit).await?;
+    let (r_kind, reindex) = match ctx.target {
+        Some(_) => across::measure(ctx, source, limit).await?,
+        None => reindex::measure(ctx, source, limit).await?,
+    };
     let ids: Vec<DocId> = reindex::ids(ctx, source, opts.count).await?;
 
     eprintln!(

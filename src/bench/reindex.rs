@@ -2,18 +2,18 @@
 //! fresh one by itself (`POST _reindex`), which no client-side migration
 //! can beat. Across clusters the fresh index is on the target, which copies
 //! from the source with `_reindex` from remote, or, when it cannot reach
-//! the source, a bare client does the copy ([`super::across`]). Also the
+//! the source, a bare client does the copy ([`super::across`], which uses
+//! this file's copies). Also the
 //! untimed copies that give each M run its own Current index, and the ids
 //! of the documents every measurement uses.
 
-use super::across;
 use super::throughput::Throughput;
 use super::{long_client, run_cleaned};
 use crate::context::Ctx;
 use crate::index::client::Body;
 use crate::index::read_mapping;
 use crate::index::scan::ScanRequest;
-use crate::index::{IndexClient, IndexError};
+use crate::index::{Cluster, IndexClient, IndexError};
 use crate::ops::OpsError;
 use crate::types::{DocId, IndexName};
 use futures::TryStreamExt;
@@ -116,64 +116,40 @@ pub(super) async fn reindex_from(
     Ok(reply.get("created").and_then(Value::as_u64).unwrap_or(0))
 }
 
-/// R: a copy of the seeded index (or its first `max_docs` documents) into
-/// a fresh index created from the mapping, timed, then deleted; across
-/// clusters the fresh index is on the target, and a `_reindex` from remote
-/// the target refuses (not allowed to reach the source, or unable to) is
-/// measured as a bare client's bulk copy instead.
+/// R on one cluster: `_reindex` of the seeded index (or its first
+/// `max_docs` documents) into a fresh index created from the mapping,
+/// timed, then deleted. Across clusters see [`super::across::measure`].
 pub async fn measure(
     ctx: &Ctx,
     source: &IndexName,
     max_docs: Option<usize>,
 ) -> Result<(RKind, Throughput), OpsError> {
-    let on = ctx.target_cluster();
-    let fresh = IndexName::parse(format!("{}_reindex", ctx.settings.index_prefix))?;
+    let fresh = fresh_name(ctx)?;
     let work = async {
-        let client = long_client(&ctx.settings, on)?;
-        let mapping = read_mapping(&ctx.settings.mapping)?;
-        client.create_index(&fresh, &mapping).await?;
-        let first = kind(ctx);
-        match timed(ctx, &client, first, source, &fresh, max_docs).await {
-            // The server answered no to the copy itself: it cannot reach
-            // across. Anything else (unreachable, failed documents) is a
-            // failure of the run.
-            Err(OpsError::Index(e @ IndexError::Status { .. }))
-                if first == RKind::RemoteReindex =>
-            {
-                eprintln!(
-                    "bench {}: the target cannot _reindex from the source ({}); R is a bulk copy instead",
-                    ctx.settings.index_prefix,
-                    e.cause()
-                );
-                // From an empty index again, whatever the refused copy left.
-                client.delete_index(&fresh).await?;
-                client.create_index(&fresh, &mapping).await?;
-                let bulk = RKind::BulkAcross;
-                let copied = timed(ctx, &client, bulk, source, &fresh, max_docs).await?;
-                Ok((bulk, copied))
-            }
-            r => Ok((first, r?)),
-        }
+        let client = long_client(&ctx.settings, Cluster::Source)?;
+        client
+            .create_index(&fresh, &read_mapping(&ctx.settings.mapping)?)
+            .await?;
+        let copied = timed(copy(&client, source, &fresh, max_docs, false)).await?;
+        Ok((RKind::Reindex, copied))
     };
-    run_cleaned(ctx, work, &[(on, fresh.clone())]).await
+    run_cleaned(ctx, work, &[(Cluster::Source, fresh.clone())]).await
 }
 
-/// One copy of `kind` from `source` into the empty index `fresh` on
-/// `client`'s cluster, timed.
-async fn timed(
-    ctx: &Ctx,
-    client: &IndexClient,
-    kind: RKind,
-    source: &IndexName,
-    fresh: &IndexName,
-    max_docs: Option<usize>,
+/// The fresh index R copies into.
+pub(super) fn fresh_name(ctx: &Ctx) -> Result<IndexName, OpsError> {
+    Ok(IndexName::parse(format!(
+        "{}_reindex",
+        ctx.settings.index_prefix
+    ))?)
+}
+
+/// Times a copy that returns the number of documents it copied.
+pub(super) async fn timed(
+    copy: impl std::future::Future<Output = Result<u64, OpsError>>,
 ) -> Result<Throughput, OpsError> {
     let clock = Instant::now();
-    let copied = match kind {
-        RKind::Reindex => copy(client, source, fresh, max_docs, false).await?,
-        RKind::RemoteReindex => across::remote(ctx, client, source, fresh, max_docs).await?,
-        RKind::BulkAcross => across::bulk(ctx, client, source, fresh, max_docs).await?,
-    };
+    let copied = copy.await?;
     Ok(Throughput::new(
         copied as usize,
         clock.elapsed().as_secs_f64(),

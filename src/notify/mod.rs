@@ -13,11 +13,10 @@ mod deliver;
 
 pub use body::{signature, Kind, Notice};
 
+pub use crate::config::NotifyFormat;
 use crate::config::Settings;
 use crate::stores::control::AuditEntry;
 use std::collections::VecDeque;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,35 +24,6 @@ use thiserror::Error;
 
 /// Notices waiting at most; a receiver down for long loses the oldest.
 const QUEUE_CAPACITY: usize = 256;
-
-/// The body format of the notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyFormat {
-    /// ferry's own JSON body (event, at, deployment, text, detail).
-    Json,
-    /// A Slack incoming webhook body (`{"text": ...}`).
-    Slack,
-}
-
-impl FromStr for NotifyFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "json" => Ok(Self::Json),
-            "slack" => Ok(Self::Slack),
-            other => Err(format!("{other}: expected json or slack")),
-        }
-    }
-}
-
-impl fmt::Display for NotifyFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Json => "json",
-            Self::Slack => "slack",
-        })
-    }
-}
 
 /// A failed delivery attempt.
 #[derive(Debug, Error)]

@@ -233,10 +233,11 @@ impl Edit<'_> {
             // and also Historical).
             let new = self.current.clone().filter(|c| c != &index);
             if self.covered.contains(&index) {
-                // An old Current written in an earlier round, as the only
-                // Current then: its record must name the index that
-                // replaced it, or a rollback would queue it again.
-                let Some(new) = new.filter(|_| currents.contains(&index)) else {
+                // Written in an earlier round (as the only Current then, or
+                // through an alias that had moved to it): its record must
+                // name the index that replaced it, or a rollback would
+                // queue it again.
+                let Some(new) = new else {
                     continue;
                 };
                 if self.named.insert((index.clone(), new.clone())) {
@@ -250,7 +251,9 @@ impl Edit<'_> {
                 write_cas(ctx, cluster(&index), &to, self.id, self.projection, mark).await?
             {
                 self.applied.historical |= done.wrote;
-                if let Some(new) = new {
+                // The alias may have moved since the view was read: what
+                // matters is the index it landed on.
+                if let Some(new) = new.filter(|n| n != &done.index) {
                     // Unwritten (already as new), its record is whatever an
                     // earlier write left: make sure it names `new`.
                     if !done.wrote {
@@ -344,6 +347,10 @@ async fn mark_migrated(
     target: &IndexName,
 ) -> Result<(), EditError> {
     let found = on.lookup(to.name(), id).await?;
+    // A record never names the index it is in (the alias moved to it).
+    if found.index.as_ref() == Some(target) {
+        return Ok(());
+    }
     let unmarked = |d: &StoredDoc| {
         d.version() == version
             && records::outcome_of(&d.source, target) != records::Outcome::Migrated
@@ -423,6 +430,12 @@ pub async fn write_cas(
             return as_new(read_from);
         }
         let seen = stored.as_ref().map(StoredDoc::seq_term);
+        // A record never names the index it is in: the alias moved to the
+        // index the view knew as the one that replaced this one.
+        let mark = match mark {
+            Mark::MigratedTo(t) if *t == read_from => Mark::Nothing,
+            other => other,
+        };
         let landed = match projection {
             Projection::Document(d) => {
                 let body = with_outcome(d.to_json(), stored.as_ref(), mark);
