@@ -236,24 +236,29 @@ async fn retry_ids(
 ) -> Result<Retried, OpsError> {
     let mut cleared = 0;
     let mut queued = 0;
+    let at = (&scope.index, &scope.target);
     for chunk in ids.chunks(ctx.settings.scan_page.max(1)) {
-        cleared += reset(on, &scope.index, chunk, records::cleared(&scope.target)).await?;
-        // Read again: the clearing changed _seq_no, and the processor
-        // only writes documents unchanged since they were queued.
-        let docs = on.mget(&scope.index, chunk).await?;
-        queued += publish_projections(&ctx.stores, broker, &scope.target, &docs).await?;
+        let partial = records::cleared(&scope.target);
+        let (c, q) = reset_and_queue(ctx, on, broker, at, chunk, partial).await?;
+        cleared += c;
+        queued += q;
     }
     Ok(Retried { cleared, queued })
 }
 
-/// Applies the partial outcome record `partial` to `ids` in `index` in one
-/// bulk; the number of documents updated.
-pub(super) async fn reset(
+/// Applies the partial outcome record `partial` to `ids` in `index` (on
+/// `on`) in one bulk, then reads them again and queues their projections
+/// for `target`: the update changed `_seq_no`, and the processor only
+/// writes documents unchanged since they were queued. Returns (records
+/// updated, projections queued).
+pub(super) async fn reset_and_queue(
+    ctx: &Ctx,
     on: &IndexClient,
-    index: &IndexName,
+    broker: &Broker,
+    (index, target): (&IndexName, &IndexName),
     ids: &[DocId],
     partial: Value,
-) -> Result<usize, OpsError> {
+) -> Result<(usize, usize), OpsError> {
     let ops: Vec<BulkOp> = ids
         .iter()
         .map(|id| BulkOp::Update {
@@ -263,10 +268,13 @@ pub(super) async fn reset(
             seen: None,
         })
         .collect();
-    Ok(on
+    let cleared = on
         .bulk(&ops)
         .await?
         .iter()
         .filter(|i| i.result.is_ok())
-        .count())
+        .count();
+    let docs = on.mget(index, ids).await?;
+    let queued = publish_projections(&ctx.stores, broker, target, &docs).await?;
+    Ok((cleared, queued))
 }

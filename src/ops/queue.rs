@@ -1,6 +1,7 @@
 //! `ferry queue`: queue documents for migration by hand, by id or by query
 //! (also while paused).
 
+use super::failures::reset_and_queue;
 use super::healthy_state;
 use super::OpsError;
 use crate::context::Ctx;
@@ -87,11 +88,11 @@ pub async fn queue_matching(
     let (mut done, mut cleared, mut queued) = (0, 0, 0);
     while let Some(page) = pages.try_next().await? {
         let ids: Vec<DocId> = page.into_iter().map(|d| d.id).collect();
-        cleared += super::failures::reset(on, &current, &ids, records::reset(&target)).await?;
-        // Read again: clearing changed `_seq_no`, and the processor only
-        // writes documents unchanged since they were queued.
-        let docs = on.mget(&current, &ids).await?;
-        queued += publish_projections(&ctx.stores, broker, &target, &docs).await?;
+        let partial = records::reset(&target);
+        let at = (&current, &target);
+        let (c, q) = reset_and_queue(ctx, on, broker, at, &ids, partial).await?;
+        cleared += c;
+        queued += q;
         done += ids.len();
         progress(done, matched);
     }
